@@ -1,0 +1,61 @@
+# Every target uses the virtual environment that `make install` creates in .venv/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DASR := $(VENV)/bin/dasr
+BENCH ?=
+SET := $(if $(BENCH),--set bench=$(BENCH),)
+SETS ?=
+
+.PHONY: install demo test test-fast bench reproduce-table1 reproduce-table2 reproduce-table3 \
+        ablation-layers ablation-nms localization scalability figures clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $@
+
+# The README's main job: weights, then DASR* vs a global baseline on the bundled demo data.
+demo: install
+	$(DASR) weights
+	$(DASR) demo
+
+# The whole suite, including the few tests marked `weights` (real ImageNet weights).
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not weights and not slow"
+
+bench: install
+	$(PY) benchmarks/bench.py
+
+reproduce-table1: install
+	$(DASR) reproduce experiments/table1.toml $(SET) $(SETS)
+
+reproduce-table2: install
+	$(DASR) reproduce experiments/table2.toml $(SET) $(SETS)
+
+reproduce-table3: install
+	$(DASR) reproduce experiments/table3.toml $(SET) $(SETS)
+
+ablation-layers: install
+	$(DASR) reproduce experiments/ablation_layers.toml $(SET) $(SETS)
+
+ablation-nms: install
+	$(DASR) reproduce experiments/ablation_nms.toml $(SET) $(SETS)
+
+localization: install
+	$(DASR) reproduce experiments/localization.toml $(SET) $(SETS)
+
+scalability: install
+	$(DASR) reproduce experiments/scalability.toml $(SET) $(SETS)
+
+figures: install
+	$(DASR) reproduce experiments/figures.toml $(SET) $(SETS)
+
+clean:
+	rm -rf results .pytest_cache

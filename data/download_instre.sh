@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# INSTRE (Wang & Jiang, TOMM 2015) with the 1,250-query protocol of Iscen et al. (gnd_instre.mat).
+# Result: <root>/gnd_instre.mat and <root>/INSTRE-S1, INSTRE-S2, INSTRE-M
+# Usage: data/download_instre.sh [root]   (default: $DASR_DATA/instre)
+set -euo pipefail
+dasr_data_root() {
+  # Same default as dasr.datasets.default_root: $DASR_DATA/<name>, DASR_DATA defaults to ~/dasr-data.
+  echo "${DASR_DATA:-$HOME/dasr-data}/$1"
+}
+
+fetch() {
+  # fetch OUT URL [URL...]: download OUT from the first URL that works; keeps an existing OUT.
+  local out="$1"; shift
+  if [[ -s "$out" ]]; then echo "  already there: $out"; return 0; fi
+  local url
+  for url in "$@"; do
+    echo "  trying $url"
+    if command -v curl >/dev/null 2>&1; then
+      if curl -fL --retry 3 --retry-delay 5 -o "$out.part" "$url"; then mv "$out.part" "$out"; return 0; fi
+    elif wget -O "$out.part" "$url"; then
+      mv "$out.part" "$out"; return 0
+    fi
+    rm -f "$out.part"
+  done
+  echo "ERROR: could not download $(basename "$out") from any of: $*" >&2
+  return 1
+}
+
+ROOT="${1:-$(dasr_data_root instre)}"
+mkdir -p "$ROOT/_archives"
+cd "$ROOT"
+fetch gnd_instre.mat \
+  ftp://ftp.irisa.fr/local/texmex/corpus/instre/gnd_instre.mat
+fetch _archives/instre.tar.gz \
+  ftp://ftp.irisa.fr/local/texmex/corpus/instre/instre.tar.gz
+tar -xzf _archives/instre.tar.gz
+# gnd_instre.mat paths start with INSTRE-S1/, INSTRE-S2/, INSTRE-M/: lift them out of a top folder if any.
+if [[ ! -d INSTRE-S1 ]]; then
+  top="$(dirname "$(find . -maxdepth 3 -type d -name INSTRE-S1 | head -n 1)")"
+  [[ -n "$top" && "$top" != "." ]] && mv "$top"/INSTRE-* .
+fi
+echo "instre: $(find INSTRE-* -name '*.jpg' | wc -l) images in $ROOT"

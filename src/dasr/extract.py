@@ -1,0 +1,177 @@
+"""Extraction of a whole collection into a region store: progress, prefetch, resume, shards.
+
+Images are decoded and resized by a small thread pool ahead of the network (OpenCV and Pillow
+release the GIL), so the network never waits for JPEG decoding.  Every finished image goes to
+a :class:`dasr.store.StoreWriter`, which makes the run resumable after any interruption; an
+image that cannot be read or processed is reported (file and cause) and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from dasr.extractor import Extractor
+from dasr.images import ImageError, list_images, load_image
+from dasr.store import StoreWriter, shard_of
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did: counts, and the skipped images with their reasons."""
+
+    extracted: int = 0
+    already_done: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    regions: int = 0
+    no_region: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.extracted} extracted, {self.already_done} already done, "
+                f"{len(self.skipped)} skipped, {len(self.no_region)} without any region")
+
+
+def read_image_list(images: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
+    """The collection: a folder (searched recursively) or a text file with one path per line.
+
+    Args:
+      images: a folder, or a list file (paths relative to ``root``, or to the list's folder).
+      root: root the stored paths are relative to (default: the folder / the list's folder).
+
+    Returns:
+      (root, relative paths).  Duplicate entries of a list are dropped (first kept) and reported.
+
+    Raises:
+      FileNotFoundError: ``images`` does not exist.
+    """
+    src = Path(images)
+    if src.is_dir():
+        base = Path(root) if root else src
+        rel = list_images(src)
+        if base.resolve() != src.resolve():
+            rel = [os.path.relpath(src / r, base).replace(os.sep, "/") for r in rel]
+        return base, rel
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such folder or image list")
+    base = Path(root) if root else src.parent
+    seen: dict[str, None] = {}
+    dupes = 0
+    with open(src, "rb") as f:
+        for raw in f:
+            line = os.fsdecode(raw.rstrip(b"\r\n")).strip()
+            if not line or line.startswith("#"):
+                continue
+            if line in seen:
+                dupes += 1
+                continue
+            seen[line] = None
+    if dupes:
+        print(f"{src}: {dupes} duplicate paths ignored", file=sys.stderr)
+    return base, list(seen)
+
+
+def _load(root: Path, rel: str):
+    """Decode in a worker thread: returns (image, None) or (None, reason)."""
+    try:
+        return load_image(root / rel), None
+    except ImageError as e:
+        return None, e.reason
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop a long run
+        return None, f"{type(e).__name__}: {e}"
+
+
+def prefetch(root: Path, items: list[tuple[int, str]], workers: int = 2, depth: int = 4):
+    """Yields (order, rel, image or None, reason) while the next images decode in threads."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dasr-decode") as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for order, rel in it:
+            pending.append((order, rel, pool.submit(_load, root, rel)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            order, rel, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt[0], nxt[1], pool.submit(_load, root, nxt[1])))
+            image, reason = fut.result()
+            yield order, rel, image, reason
+
+
+def regions_record(extraction, feature_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+    """The per-region arrays a store keeps for one image."""
+    r = extraction.regions
+    feats = extraction.features if feature_transform is None else feature_transform(extraction.features)
+    return {
+        "boxes": r.boxes.astype(np.float32),
+        "scores": r.scores.astype(np.float32),
+        "seeds": r.seeds.astype(np.int32),
+        "ellipses": r.ellipses.astype(np.float32),
+        "features": feats.astype(np.float32),
+    }
+
+
+def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str | os.PathLike, *,
+                       root: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
+                       feature_dtype: str = "float32", progress: bool = True,
+                       limit: int | None = None) -> ExtractSummary:
+    """Extracts every image of a collection into ``out`` (resuming a partial run).
+
+    Args:
+      extractor: the configured :class:`Extractor`.
+      images: folder or list file (see :func:`read_image_list`).
+      out: the store path (``.h5``).
+      root: root the stored paths are relative to.
+      shard: (i, n): only images ``i, i+n, ...`` of the list (0-based i).
+      feature_dtype: ``float32`` or ``float16``.
+      progress: show a tqdm bar.
+      limit: only the first ``limit`` images of the list (before sharding), for quick runs.
+
+    Returns:
+      An :class:`ExtractSummary`.
+    """
+    base, rel = read_image_list(images, root)
+    if limit is not None:
+        rel = rel[:limit]
+    items = shard_of(rel, shard) if shard else list(enumerate(rel))
+    config = extractor.config()
+    if shard:
+        config["shard"] = f"{shard[0]}/{shard[1]}"
+    summary = ExtractSummary()
+    with StoreWriter(out, config, str(base), feature_dtype=feature_dtype) as writer:
+        todo = [(o, r) for o, r in items if r not in writer.done]
+        summary.already_done = len(items) - len(todo)
+        bar = tqdm(total=len(items), initial=summary.already_done, disable=not progress,
+                   unit="img", desc=f"extract {extractor.method}", dynamic_ncols=True)
+        with bar:
+            for order, rel_path, image, reason in prefetch(base, todo):
+                if image is None:
+                    writer.skip(rel_path, reason)
+                    summary.skipped.append((rel_path, reason))
+                    tqdm.write(f"skipped {base / rel_path}: {reason}", file=sys.stderr)
+                else:
+                    try:
+                        ex = extractor(image)
+                    except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+                        writer.skip(rel_path, reason)
+                        summary.skipped.append((rel_path, reason))
+                        tqdm.write(f"skipped {base / rel_path}: {reason}", file=sys.stderr)
+                        bar.update(1)
+                        continue
+                    writer.add(rel_path, order, (int(image.shape[1]), int(image.shape[0])), regions_record(ex))
+                    summary.extracted += 1
+                    summary.regions += len(ex.regions)
+                    if len(ex.regions) == 0:
+                        summary.no_region.append(rel_path)
+                    bar.set_postfix(regions=f"{summary.regions / max(1, summary.extracted):.1f}/img")
+                bar.update(1)
+    return summary

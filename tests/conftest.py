@@ -1,0 +1,153 @@
+"""Shared fixtures of the end-to-end tests (tests/test_cli.py, tests/test_robustness.py).
+
+* ``sample_images`` / ``other_images``: session folders of 6 small textured JPEG/PNG images
+  (random coloured blobs on a noisy background), two different collections.
+* ``run_dasr``: runs ``python -m dasr.cli ...`` in a subprocess (DASR_HOME in tmp); each call
+  pays TensorFlow's import (~5-10 s), so use it only where a separate process matters.
+* ``dasr_cli``: ``dasr.cli.main`` in-process, output captured, returning (rc, stdout, stderr).
+  The random-weights extractors it builds are cached per configuration (building ResNet-50 and
+  tracing its tf.functions costs seconds per command; an Extractor keeps no state between images
+  and ``--weights random`` is one fixed seeded network), so a command line costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+# Region options every fast test uses: untrained network, 64-pixel network input.
+FAST = ("--weights", "random", "--max-side", "64")
+
+
+def textured_image(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Noisy background with a few random coloured ellipse blobs (uint8 RGB)."""
+    img = rng.normal(120, 25, (height, width, 3))
+    yy, xx = np.mgrid[:height, :width]
+    for _ in range(int(rng.integers(2, 5))):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        rx, ry = rng.uniform(0.1, 0.3) * width, rng.uniform(0.1, 0.3) * height
+        inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+        img[inside] = rng.uniform(0, 255, 3) + rng.normal(0, 10, (int(inside.sum()), 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_collection(folder: Path, seed: int, count: int = 6, sizes=None, prefix: str = "img") -> list[str]:
+    """``count`` textured images, alternately JPEG and PNG; returns their names (sorted)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = sizes or [(96, 72), (80, 80), (72, 96), (120, 60), (64, 48), (100, 75)]
+    names = []
+    for i in range(count):
+        w, h = sizes[i % len(sizes)]
+        name = f"{prefix}{i:02d}.{'jpg' if i % 2 == 0 else 'png'}"
+        Image.fromarray(textured_image(rng, w, h)).save(folder / name, quality=95)
+        names.append(name)
+    return sorted(names)
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sample") / "images"
+    write_collection(folder, seed=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def other_images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("other") / "images"
+    write_collection(folder, seed=2, prefix="other")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dasr_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("dasr-home")
+
+
+@pytest.fixture(scope="session")
+def run_dasr(dasr_home):
+    """``run_dasr(*args, timeout=300, cwd=None)`` -> (rc, stdout, stderr) of a ``dasr`` subprocess."""
+
+    def run(*args, timeout: float = 300, cwd=None):
+        proc = subprocess.run([sys.executable, "-m", "dasr.cli", *map(os.fspath, args)],
+                              capture_output=True, text=True, errors="backslashreplace",
+                              env=subprocess_env(dasr_home), timeout=timeout, cwd=cwd)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+def subprocess_env(dasr_home: Path) -> dict[str, str]:
+    """Environment of a ``dasr`` child: DASR_HOME in tmp, quiet TensorFlow, the src on the path."""
+    env = dict(os.environ)
+    env["DASR_HOME"] = os.fspath(dasr_home)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="session")
+def _cached_extractors():
+    """Memoises dasr.cli's extractor builders for random weights (see the module docstring)."""
+    from dasr import cli
+
+    by_args: dict[str, object] = {}
+    by_config: dict[str, object] = {}
+    real_build, real_from_config = cli.build_extractor, cli.extractor_from_store_config
+    per_command = {"func", "command", "images", "json", "figure", "out", "root", "shard", "float16",
+                   "limit", "quiet"}
+
+    def build_extractor(args):
+        if args.weights != "random":
+            return real_build(args)
+        key = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in per_command})
+        if key not in by_args:
+            by_args[key] = real_build(args)
+        return by_args[key]
+
+    def extractor_from_store_config(config, weights="imagenet"):
+        if config.get("weights") != "random":
+            return real_from_config(config, weights)
+        key = json.dumps({k: v for k, v in sorted(config.items()) if k != "shard"})
+        if key not in by_config:
+            by_config[key] = real_from_config(config, weights)
+        return by_config[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "build_extractor", build_extractor)
+        mp.setattr(cli, "extractor_from_store_config", extractor_from_store_config)
+        yield
+
+
+def call_main(argv) -> tuple[int, str, str]:
+    """``dasr.cli.main(argv)`` with stdout/stderr captured: (rc, stdout, stderr)."""
+    from dasr.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([os.fspath(a) for a in argv])
+        except SystemExit as e:  # argparse errors
+            rc = e.code if isinstance(e.code, int) else 1
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def dasr_cli(_cached_extractors, dasr_home):
+    """``dasr_cli(*args)`` -> (rc, stdout, stderr) of ``dasr.cli.main`` in this process."""
+    os.environ.setdefault("DASR_HOME", os.fspath(dasr_home))
+
+    def run(*args):
+        return call_main(args)
+
+    return run
