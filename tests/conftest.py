@@ -98,32 +98,53 @@ def subprocess_env(dasr_home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def _cached_extractors():
-    """Memoises dasr.cli's extractor builders for random weights (see the module docstring)."""
-    from dasr import cli
+    """Memoises dasr.cli's network builders for random weights (see the module docstring).
 
+    One seeded random backbone for the whole session, and one Extractor per configuration (as
+    recorded in a store), shared by ``build_extractor`` (detect, extract) and
+    ``extractor_from_store_config`` (search).
+    """
+    from dasr import cli
+    from dasr.store import VOLATILE_CONFIG_KEYS, normalize_config
+
+    backbones: dict[str, object] = {}
     by_args: dict[str, object] = {}
     by_config: dict[str, object] = {}
+    real_backbone = cli.make_backbone
     real_build, real_from_config = cli.build_extractor, cli.extractor_from_store_config
     per_command = {"func", "command", "images", "json", "figure", "out", "root", "shard", "float16",
                    "limit", "quiet"}
+
+    def config_key(config) -> str:
+        plain = normalize_config({k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS})
+        return json.dumps(plain, sort_keys=True)
+
+    def make_backbone(name, weights):
+        if weights not in (None, "random"):
+            return real_backbone(name, weights)
+        if name not in backbones:
+            backbones[name] = real_backbone(name, weights)
+        return backbones[name]
 
     def build_extractor(args):
         if args.weights != "random":
             return real_build(args)
         key = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in per_command})
         if key not in by_args:
-            by_args[key] = real_build(args)
+            extractor = real_build(args)
+            by_args[key] = by_config.setdefault(config_key(extractor.config()), extractor)
         return by_args[key]
 
     def extractor_from_store_config(config, weights="imagenet"):
         if config.get("weights") != "random":
             return real_from_config(config, weights)
-        key = json.dumps({k: v for k, v in sorted(config.items()) if k != "shard"})
+        key = config_key(config)
         if key not in by_config:
             by_config[key] = real_from_config(config, weights)
         return by_config[key]
 
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "make_backbone", make_backbone)
         mp.setattr(cli, "build_extractor", build_extractor)
         mp.setattr(cli, "extractor_from_store_config", extractor_from_store_config)
         yield
@@ -143,9 +164,11 @@ def call_main(argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="session")
-def dasr_cli(_cached_extractors, dasr_home):
-    """``dasr_cli(*args)`` -> (rc, stdout, stderr) of ``dasr.cli.main`` in this process."""
-    os.environ.setdefault("DASR_HOME", os.fspath(dasr_home))
+def dasr_cli(_cached_extractors):
+    """``dasr_cli(*args)`` -> (rc, stdout, stderr) of ``dasr.cli.main`` in this process.
+
+    Only for ``--weights random`` commands: DASR_HOME is not redirected in this process.
+    """
 
     def run(*args):
         return call_main(args)

@@ -294,7 +294,7 @@ def cmd_evaluate(args) -> int:
     out = args.out or f"results/evaluate/{args.benchmark}/{args.method}"
     result = evaluate(extractor, args.benchmark, args.root, work=args.work, pca=args.pca,
                       pca_benchmark=args.pca_benchmark, pca_dim=args.pca_dim, out=out,
-                      progress=not args.quiet)
+                      progress=not args.quiet, subsample=args.subsample)
     print(format_table([result], variant=args.ap_variant))
     if result["ap_definition"] and isinstance(result["ap_definition"], dict):
         print(f"AP@k: {args.ap_variant} = {result['ap_definition'][args.ap_variant]}")
@@ -414,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="results/stores", help="where stores are kept and reused")
     p.add_argument("--out", default=None)
     p.add_argument("--ap-variant", default="truncated", choices=["truncated", "min"])
+    p.add_argument("--subsample", type=int, default=1,
+                   help="keep every n-th database image (quick runs; the table says so)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

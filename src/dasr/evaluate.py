@@ -8,6 +8,7 @@ paris-landmarks for every other benchmark (:data:`DEFAULT_PCA_SOURCE`).  Stores 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from dasr.extract import extract_collection
 from dasr.extractor import Extractor
 from dasr.images import load_image
 from dasr.search import Ranking, SearchIndex, learn_whitening, whitening_path
-from dasr.store import RegionStore
+from dasr.store import RegionStore, read_skipped
 from dasr.weights import atomic_write_bytes
 
 DEFAULT_KS = (10, 20, 50, 100)
@@ -65,7 +66,7 @@ def ensure_store(extractor: Extractor, bench: Benchmark, work: Path, role: str, 
     images = benchmark_images(bench, with_queries=(role == "pca-source"))
     if out.is_file() and not Path(f"{out}.parts").exists():
         store = RegionStore.open(out, expected_config=cfg)
-        if len(store) + _count_skipped(out) >= len(images):
+        if set(images) <= set(store.images) | set(read_skipped(out)):
             return out
     listing = write_list(folder / f"{role}.txt", images)
     summary = extract_collection(extractor, listing, out, root=bench.root, progress=progress)
@@ -73,9 +74,45 @@ def ensure_store(extractor: Extractor, bench: Benchmark, work: Path, role: str, 
     return out
 
 
-def _count_skipped(store: Path) -> int:
-    p = Path(f"{store}.skipped.tsv")
-    return sum(1 for _ in open(p, encoding="utf-8", errors="replace")) if p.is_file() else 0
+def subsample_database(bench: Benchmark, every: int) -> Benchmark:
+    """Keeps every ``every``-th database image (for quick runs); queries keep their remaining positives.
+
+    Raises:
+      ValueError: a query would be left without any positive.
+    """
+    if every <= 1:
+        return bench
+    keep = list(range(0, len(bench.database), every))
+    new_index = {old: new for new, old in enumerate(keep)}
+    queries = []
+    for q in bench.queries:
+        pos = tuple(new_index[i] for i in q.positives if i in new_index)
+        if not pos:
+            raise ValueError(f"{bench.name}: subsampling by {every} leaves query {q.name} without positives")
+        boxes = {new_index[i]: b for i, b in (q.positive_boxes or {}).items() if i in new_index} or None
+        queries.append(dataclasses.replace(q, positives=pos, junk=tuple(new_index[i] for i in q.junk if i in new_index),
+                                           positive_boxes=boxes))
+    return dataclasses.replace(bench, database=tuple(bench.database[i] for i in keep), queries=tuple(queries))
+
+
+def align_rankings(rankings: list[Ranking], store: RegionStore, bench: Benchmark) -> list[Ranking]:
+    """Store image indices -> benchmark database indices.
+
+    Store images outside the benchmark are dropped; benchmark images missing from the store
+    (skipped as unreadable) are ranked last with no box, so they count as misses.
+    """
+    position = {name: i for i, name in enumerate(bench.database)}
+    to_bench = np.array([position.get(name, -1) for name in store.images], np.int64)
+    missing = np.setdiff1d(np.arange(len(bench.database)), to_bench[to_bench >= 0])
+    out = []
+    for r in rankings:
+        mapped = to_bench[r.order]
+        keep = mapped >= 0
+        out.append(Ranking(np.concatenate([mapped[keep], missing]),
+                           np.concatenate([r.scores[keep], np.full(len(missing), -np.inf, np.float32)]),
+                           np.concatenate([r.regions[keep], np.full(len(missing), -1, np.int64)]),
+                           np.concatenate([r.boxes[keep], np.full((len(missing), 4), np.nan, np.float32)])))
+    return out
 
 
 def query_features(extractor: Extractor, bench: Benchmark, cache: Path, progress: bool = True) -> np.ndarray:
@@ -132,7 +169,7 @@ def score_query(bench: Benchmark, qi: int, ranking: Ranking, ks=DEFAULT_KS) -> Q
 def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | None = None, *,
              work: str | os.PathLike = "results/stores", pca: str = "other", pca_benchmark: str | None = None,
              pca_root: str | os.PathLike | None = None, pca_dim: int | None = None, ks=DEFAULT_KS,
-             out: str | os.PathLike | None = None, progress: bool = True) -> dict:
+             out: str | os.PathLike | None = None, progress: bool = True, subsample: int = 1) -> dict:
     """Runs one method on one benchmark and returns (and optionally writes) the results.
 
     Args:
@@ -145,12 +182,13 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
       pca_dim: whitening output dimension (None: all usable components).
       ks: the k of AP@k.
       out: folder for ``results.json`` and ``rankings.tsv`` (None: nothing written).
+      subsample: keep every n-th database image (quick runs; 1 = the whole benchmark).
 
     Returns:
       A dict with the configuration, the mean metrics, per-query APs and timings.
     """
     work = Path(work)
-    bench = load_benchmark(benchmark, root)
+    bench = subsample_database(load_benchmark(benchmark, root), subsample)
     t0 = time.time()
     db_store = ensure_store(extractor, bench, work, "database", progress)
     t_extract = time.time() - t0
@@ -173,7 +211,7 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
     raw_q = query_features(extractor, bench, folder / "queries.npz", progress)
     qvecs = np.stack([index.describe(f) for f in raw_q])
     t1 = time.time()
-    rankings = index.search_many(qvecs)
+    rankings = align_rankings(index.search_many(qvecs), index.store, bench)
     t_search = (time.time() - t1) / max(1, len(qvecs))
     per_query = [score_query(bench, i, r, ks) for i, r in enumerate(rankings)]
     keys = per_query[0].ap.keys() if per_query else []
@@ -183,6 +221,8 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
     counts = np.diff(index.store.offsets)
     result = {
         "benchmark": benchmark,
+        "subsample": subsample,
+        "database_images": len(bench.database),
         "method": extractor.method,
         "config": extractor.config(),
         "pca": pca_info,
@@ -191,18 +231,18 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
         "mean": mean,
         "localization_recall": dict(zip([f"{t:.1f}" for t in IOU_THRESHOLDS], loc.tolist())) if loc is not None else None,
         "regions_per_image": float(counts.mean()) if len(counts) else 0.0,
-        "images": int(len(index.store)),
+        "images_in_store": int(len(index.store)),
         "queries": len(per_query),
         "per_query": [{"name": p.name, **p.ap, "ious": p.ious} for p in per_query],
         "seconds": {"extract_database": t_extract, "search_per_query": t_search},
         "store": os.fspath(db_store),
     }
     if out is not None:
-        write_results(result, rankings, index, bench, Path(out))
+        write_results(result, rankings, bench, Path(out))
     return result
 
 
-def write_results(result: dict, rankings: list[Ranking], index: SearchIndex, bench: Benchmark, out: Path,
+def write_results(result: dict, rankings: list[Ranking], bench: Benchmark, out: Path,
                   top: int = 100) -> None:
     """``results.json`` and ``rankings.tsv`` (top ``top`` per query: rank, image, score, box)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -211,7 +251,7 @@ def write_results(result: dict, rankings: list[Ranking], index: SearchIndex, ben
     for q, r in zip(bench.queries, rankings):
         pos = set(q.positives)
         for rank, (img, s, box) in enumerate(zip(r.order[:top], r.scores[:top], r.boxes[:top]), 1):
-            lines.append("\t".join([q.name, str(rank), index.store.images[img], f"{s:.5f}",
+            lines.append("\t".join([q.name, str(rank), bench.database[img], f"{s:.5f}",
                                     *(f"{v:.1f}" for v in box), str(int(img in pos))]))
     atomic_write_bytes(out / "rankings.tsv", ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
 
