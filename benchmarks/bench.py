@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=20, help="number of timed images (plus one warm-up image)")
     p.add_argument("--max-side", type=int, default=512, help="long side of the network input, pixels")
     p.add_argument("--backbone", default="resnet50", choices=("resnet50", "vgg16"))
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (dasr.weights resolution: cache, then downloads), a .weights.h5 path, "
+                        "or random (timing only: seeds, regions and IoUs are then meaningless)")
     p.add_argument("--seed-chunk", type=int, default=16, help="seeds per batched backprop call")
     p.add_argument("--max-seeds", type=int, default=None,
                    help="at most this many seeds per image (default: all, as the method does)")
@@ -82,6 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--matmul-n", type=int, default=None,
                    help="side of the square matmul that measures the peak (default 2048 on CPU, 8192 on GPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the search features")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop starting new timed images after this many seconds of the image section "
+                        "(the summaries cover the images done)")
+    p.add_argument("--export-images", default=None, metavar="DIR",
+                   help="copy the selected images (warm-up + n, keeping their sub-folders) to DIR and "
+                        "exit, e.g. to carry them to another machine")
     p.add_argument("--skip", nargs="*", default=[], choices=("images", "search", "floor"),
                    help="sections to leave out")
     p.add_argument("--quick", action="store_true",
@@ -351,10 +360,48 @@ def matmul_peak(tf, dtype: str, n: int, on_gpu: bool, budget_s: float = 3.0) -> 
             "median_s": float(np.median(times)), "runs": len(times), "gflops": flops / best / 1e9}
 
 
+def gpu_kernel_check(tf) -> dict:
+    """Which backprop ops have a GPU kernel per dtype (soft placement off, so a missing kernel
+    raises instead of silently running on the CPU)."""
+    out = {}
+    soft = tf.config.get_soft_device_placement()
+    tf.config.set_soft_device_placement(False)
+    try:
+        for dt in ("float32", "bfloat16"):
+            res = {}
+            with tf.device("/GPU:0"):
+                try:
+                    x = tf.ones((2, 8, 8, 4), dt)
+                    k = tf.ones((3, 3, 4, 4), dt)
+                except Exception as err:  # noqa: BLE001
+                    out[dt] = {"tensors": f"cannot place on GPU ({type(err).__name__})"}
+                    continue
+                ops = {
+                    "conv2d": lambda: tf.nn.conv2d(x, k, 1, "SAME"),
+                    "conv2d_transpose": lambda: tf.nn.conv2d_transpose(x, k, (2, 16, 16, 4), 2, "SAME"),
+                    "avg_pool2d": lambda: tf.nn.avg_pool2d(x, 2, 2, "SAME"),
+                    "AvgPoolGrad": lambda: tf.raw_ops.AvgPoolGrad(
+                        orig_input_shape=[2, 16, 16, 4], grad=x, ksize=[1, 2, 2, 1],
+                        strides=[1, 2, 2, 1], padding="SAME"),
+                    "divide_no_nan": lambda: tf.math.divide_no_nan(x, x),
+                    "reduce_sum": lambda: tf.reduce_sum(x, -1),
+                }
+                for name, fn in ops.items():
+                    try:
+                        y = fn()
+                        res[name] = "GPU" if "GPU" in y.device else y.device
+                    except Exception as err:  # noqa: BLE001
+                        res[name] = f"no GPU kernel ({type(err).__name__})"
+            out[dt] = res
+    finally:
+        tf.config.set_soft_device_placement(soft)
+    return out
+
+
 # ----------------------------------------------------------------------------- image pipeline
 def sync(t):
     """Waits for a (GPU) tensor: fetching any output of the function waits for its stream."""
-    return np.asarray(t)
+    return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
 
 
 def gpu_peak_reset(tf, on_gpu):
@@ -445,7 +492,8 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
     res["timed"] = [str(p) for p in paths[1:]]
 
     t0 = time.perf_counter()
-    backbone = build_backbone(args.backbone)
+    weights = None if args.weights == "random" else args.weights
+    backbone = build_backbone(args.backbone, weights=weights)
     res["backbone_build_s"] = time.perf_counter() - t0
     res["weights"] = backbone.weights_id
     dtypes = ["float32"] + (["bfloat16"] if (on_gpu or cpu_has_bf16()) else [])
@@ -488,8 +536,13 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
         return shape_cache[(h, w)]
 
     per_image = []
+    t_loop = time.perf_counter()
     gpu_peaks = {"forward": [], **{f"backprop_{d}": [] for d in dtypes}, "dasr": [], "dasr-star": []}
     for i, path in enumerate(paths[1:], 1):
+        if args.time_budget is not None and time.perf_counter() - t_loop > args.time_budget:
+            res["stopped_by_time_budget_after"] = i - 1
+            print(f"[bench] --time-budget {args.time_budget:g} s reached: {i - 1} images timed", flush=True)
+            break
         rec: dict = {"image": str(path)}
         per_image.append(rec)
         try:
@@ -563,6 +616,8 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
               + f", seeds={rec.get('star_seeds')}", flush=True)
 
     ok = [r for r in per_image if "error" not in r]
+    if not ok:
+        raise RuntimeError("no image was measured")
     res["per_image"] = per_image
     res["flops_by_input_hw"] = {f"{h}x{w}": {k: v for k, v in e.items() if k != "shapes"}
                                 for (h, w), e in shape_cache.items()}
@@ -651,8 +706,6 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
 
 # ----------------------------------------------------------------------------- search
 def run_search(args, rep: Report):
-    from dasr.ann import build_index, index_bytes_per_vector, plan_index, recall_at_k, search_index
-
     res = rep.data.setdefault("search", {})
     n, d, nq, k = args.regions, args.dim, args.queries, args.k
     rng = np.random.default_rng(args.seed)
@@ -686,6 +739,10 @@ def run_search(args, rep: Report):
     res["numpy_exact"] = {"s": best, "qps": nq / best, "s_per_query": best / nq}
     top_np = np.argsort(-sims, axis=1, kind="stable")[:, :k]
 
+    try:
+        from dasr.ann import build_index, index_bytes_per_vector, plan_index, recall_at_k, search_index
+    except ImportError as err:
+        raise RuntimeError(f"faiss searches skipped: {err}") from err
     t0 = time.perf_counter()
     flat = build_index(feats, "exact")
     build = time.perf_counter() - t0
@@ -710,6 +767,7 @@ def run_search(args, rep: Report):
     res["faiss_ivfpq"] = {"kind": plan.kind, "factory": plan.factory, "nprobe": plan.nprobe,
                           "build_s": build, "s": dt, "qps": nq / dt,
                           f"recall@{k}": recall_at_k(ids, exact_ids, k),
+                          f"top1_in_top{k}": float(np.mean([e[0] in set(a) for a, e in zip(ids, exact_ids)])),
                           "bytes_per_vector": index_bytes_per_vector(ivf)}
 
 
@@ -723,6 +781,9 @@ def build_table(rep: Report, args):
     for key in ("float32", "bfloat16"):
         if key in fl:
             r("floor", f"matmul peak {key} ({fl[key]['n']}²)", fl[key]["gflops"], "GFLOP/s")
+    for dt, ops in (rep.data.get("gpu_kernels") or {}).items():
+        missing = [k for k, v in ops.items() if v != "GPU"]
+        r("GPU kernels", f"backprop ops without a GPU kernel, {dt}", ", ".join(missing) or "none")
     im = rep.data.get("images", {})
     s = im.get("summary")
     if s:
@@ -779,10 +840,12 @@ def build_table(rep: Report, args):
         r(tag, "faiss exact (IndexFlatIP)", se["faiss_exact"]["qps"], "queries/s")
     if "faiss_ivfpq" in se:
         f = se["faiss_ivfpq"]
+        name = "IVF-PQ" if f["kind"] == "ivfpq" else f"ivfpq -> {f['kind']} (too few vectors)"
         r(tag, f"faiss {f['factory']} nprobe={f['nprobe']}", f["qps"], "queries/s")
-        r(tag, "IVF-PQ build (train + add)", f["build_s"], "s")
-        r(tag, f"IVF-PQ recall@{se['k']} vs exact (random features)", f[f"recall@{se['k']}"])
-        r(tag, "IVF-PQ index size", f["bytes_per_vector"], "bytes/vector")
+        r(tag, f"{name} build (train + add)", f["build_s"], "s")
+        r(tag, f"{name} recall@{se['k']} vs exact (random features)", f[f"recall@{se['k']}"])
+        r(tag, f"{name}: exact top-1 found in its top {se['k']}", f[f"top1_in_top{se['k']}"])
+        r(tag, f"{name} index size", f["bytes_per_vector"], "bytes/vector")
     r("run", "errors", len(rep.errors))
     r("run", "wall time", rep.data.get("meta", {}).get("wall_s"), "s")
 
@@ -797,8 +860,24 @@ def markdown(rows) -> str:
 
 
 # ----------------------------------------------------------------------------- main
+def export_images(args) -> int:
+    import shutil
+
+    paths, source = select_images(args.images, args.n)
+    dest = Path(args.export_images)
+    for p in paths:
+        target = dest / p.parent.name / p.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, target)
+    print(f"[bench] copied {len(paths)} images from {source} to {dest} "
+          f"(use --images {dest} --n {len(paths) - 1})")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.export_images:
+        return export_images(args)
     t_start = time.perf_counter()
     rep = Report()
     meta = rep.data.setdefault("meta", {})
@@ -840,6 +919,18 @@ def main(argv=None) -> int:
     if tf is None:
         meta["device"] = f"CPU: {meta['cpu']} (TensorFlow did not import)"
 
+    out = Path(args.out)
+    if not out.is_absolute():
+        out = Path.cwd() / out
+
+    def checkpoint():
+        """Partial results after each section, so that a killed run still leaves them."""
+        rep.data["errors"] = rep.errors
+        meta["complete"] = False
+        meta["wall_s"] = time.perf_counter() - t_start
+        with contextlib.suppress(Exception):
+            atomic_write(out, json.dumps(to_jsonable(rep.data), indent=1) + "\n")
+
     peak: dict = {}
     if tf is not None and "floor" not in args.skip:
         with rep.section("hardware floor (matmul peak)"):
@@ -852,14 +943,21 @@ def main(argv=None) -> int:
                 peak[dt] = matmul_peak(tf, dt, n, on_gpu)
                 print(f"[bench] matmul {dt} {n}: {peak[dt]['gflops']:.1f} GFLOP/s", flush=True)
             rep.data["floor"] = peak
+        checkpoint()
+    if tf is not None and on_gpu:
+        with rep.section("GPU kernels of the backprop ops"):
+            rep.data["gpu_kernels"] = gpu_kernel_check(tf)
+            print(f"[bench] GPU kernels: {rep.data['gpu_kernels']}", flush=True)
     if tf is not None and "images" not in args.skip:
         with rep.section("image pipeline"):
             run_images(tf, args, rep, on_gpu, peak)
+        checkpoint()
     if "search" not in args.skip:
         with rep.section("search"):
             run_search(args, rep)
     rep.data.setdefault("memory", {})["maxrss_mib"] = maxrss_mib()
     meta["wall_s"] = time.perf_counter() - t_start
+    meta["complete"] = True
     meta["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
     table = ""
@@ -875,9 +973,6 @@ def main(argv=None) -> int:
     print(table)
     for e in rep.errors:
         print(f"ERROR in {e['section']}: {e['error']}", file=sys.stderr)
-    out = Path(args.out)
-    if not out.is_absolute():
-        out = Path.cwd() / out
     try:
         atomic_write(out, json.dumps(to_jsonable(rep.data), indent=1, sort_keys=False) + "\n")
         atomic_write(out.with_suffix(".md"), f"# dasr benchmark ({meta.get('device')})\n\n{table}\n")

@@ -18,25 +18,45 @@ from dasr.ann import (
     search_index,
 )
 
+import faiss
+
+from dasr import ann
+
 D = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # Test machines are shared: OpenMP threads spin-wait on busy CPUs, which
+    # makes faiss training 10-20x slower than single-threaded. Results do not
+    # depend on the thread count.
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(previous)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _clustered(n: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    # 50 well-separated directions with noise: like region features of objects.
+def _clustered(n: int, n_queries: int, d: int = D, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    # 100 random cluster centres, each with its own 4-d subspace of variation
+    # plus a little isotropic noise: like region features of 100 objects.
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(50, D))
-    lab = rng.integers(0, 50, size=n + n_queries)
-    x = _unit(centres[lab] + 0.35 * rng.normal(size=(n + n_queries, D)))
+    centres = rng.normal(size=(100, d))
+    basis = rng.normal(size=(100, 4, d)) / 2.0
+    lab = rng.integers(0, 100, size=n + n_queries)
+    z = rng.normal(size=(n + n_queries, 4))
+    x = centres[lab] + 0.5 * np.einsum("ni,nid->nd", z, basis[lab])
+    x = _unit(x + 0.05 * rng.normal(size=x.shape))
     return x[:n], x[n:]
 
 
 @pytest.fixture(scope="module")
-def clustered() -> tuple[np.ndarray, np.ndarray]:
-    return _clustered(20000, 200)
+def small() -> tuple[np.ndarray, np.ndarray]:
+    # 3000 vectors: enough for 6-bit PQ codebooks (39 * 64 = 2496 points).
+    return _clustered(3000, 100)
 
 
 def test_exact_index_matches_numpy_topk():
@@ -63,35 +83,42 @@ def test_exact_pads_when_k_exceeds_database():
     assert np.all(np.isneginf(scores[0, 4:])) and np.all(np.isfinite(scores[0, :4]))
 
 
-def test_ivfpq_recall_and_memory(clustered):
-    db, q = clustered
-    exact = build_index(db, "exact")
-    _, exact_ids = search_index(exact, q, k=10)
-    plan = plan_index(len(db), D, "ivfpq")
-    assert plan.factory == "IVF512,PQ16x8" and plan.note is None  # 4*sqrt(2e4)=566 > 20000//39
+def test_ivfpq_recall_and_memory():
+    # Default parameters (8-bit PQ needs >= 9984 vectors): d=64 -> m=8.
+    d = 64
+    db, q = _clustered(10000, 100, d=d)
+    _, exact_ids = search_index(build_index(db, "exact"), q, k=10)
+    plan = plan_index(len(db), d, "ivfpq")
+    assert plan.factory == "IVF256,PQ8x8np" and plan.note is None  # 4*sqrt(1e4) > 1e4 // 39
     index = build_index(db, "ivfpq")
     assert index.ntotal == len(db)
     _, ids = search_index(index, q, k=10)
     recall = recall_at_k(ids, exact_ids, 10)
     assert recall > 0.5, recall
     bpv = index_bytes_per_vector(index)
-    assert bpv < 4 * D, bpv
-    assert bpv >= plan.code_bytes == 16 + 8
-    assert index_bytes_per_vector(exact) == pytest.approx(4 * D, rel=0.01)
-    # More probes cannot hurt much and usually help.
+    assert plan.code_bytes == 8 + 8 <= bpv < 4 * d, bpv
+    # Visiting every list leaves only the PQ error: recall cannot drop.
     _, ids_all = search_index(index, q, k=10, nprobe=plan.nlist)
     assert recall_at_k(ids_all, exact_ids, 10) >= recall - 0.02
 
 
-def test_opq_ivfpq_and_pq(clustered):
-    db, q = clustered
-    db, q = db[:12000], q[:50]
+@pytest.mark.parametrize(
+    ("kind", "params", "factory"),
+    [
+        ("pq", {}, "PQ4x6np"),
+        ("ivfpq", {}, "IVF76,PQ4x6np"),
+        ("opq-ivfpq", {"opq_niter": 3}, "OPQ4,IVF76,PQ4x6np"),
+    ],
+)
+def test_small_codebook_kinds(small, kind, params, factory):
+    db, q = small
     _, exact_ids = search_index(build_index(db), q, k=10)
-    for kind in ("pq", "opq-ivfpq"):
-        index = build_index(db, kind, m=8, nlist=64)  if kind != "pq" else build_index(db, kind, m=8)
-        _, ids = search_index(index, q, k=10)
-        assert recall_at_k(ids, exact_ids, 10) > 0.4, kind
-        assert index_bytes_per_vector(index) < 4 * D
+    assert plan_index(len(db), D, kind, nbits=6, **params).factory == factory
+    index = build_index(db, kind, nbits=6, **params)
+    _, ids = search_index(index, q, k=10)
+    assert recall_at_k(ids, exact_ids, 10) > 0.4
+    assert index_bytes_per_vector(index) < 4 * D
+    assert index_bytes_per_vector(build_index(db)) == pytest.approx(4 * D, rel=0.01)
 
 
 def test_small_collections_fall_back_to_exact(caplog):
@@ -99,7 +126,8 @@ def test_small_collections_fall_back_to_exact(caplog):
     db = _unit(rng.normal(size=(1000, D)))
     plan = plan_index(1000, D, "ivfpq")
     assert plan.kind == "exact" and plan.requested_kind == "ivfpq"
-    assert "9984" in plan.note
+    assert "9984" in plan.note and plan.code_bytes == 4 * D
+    assert plan_index(1000, D, "ivfpq", nbits=4).kind == "ivfpq"  # 39 * 16 <= 1000
     with caplog.at_level(logging.WARNING, logger="dasr.ann"):
         index = build_index(db, "opq-ivfpq")
     assert any("exact search" in r.getMessage() for r in caplog.records)
@@ -109,10 +137,12 @@ def test_small_collections_fall_back_to_exact(caplog):
 
 def test_plan_rules_and_errors():
     p = plan_index(1_000_000, 2048, "opq-ivfpq")
-    assert p.factory == "OPQ64,IVF4000,PQ64x8" and p.code_bytes == 64 + 8
-    assert p.nprobe == 32 and p.train_size == 256 * 4000
-    p = plan_index(12000, D, "ivfpq", train_size=12000, nlist=16, nprobe=4, m=4)
-    assert p.factory == "IVF16,PQ4x8" and p.nprobe == 4
+    assert p.factory == "OPQ64,IVF4000,PQ64x8np" and p.code_bytes == 64 + 8
+    assert p.nprobe == 32 and p.train_size == 1_000_000 and p.opq_niter == 50
+    p = plan_index(12000, D, "ivfpq", train_size=12000, nlist=16, nprobe=4, m=2)
+    assert p.factory == "IVF16,PQ2x8np" and p.nprobe == 4 and p.train_size == 12000
+    assert plan_index(12000, D, "pq").train_size == 12000
+    assert plan_index(100_000, D, "pq").train_size == 256 * 256
     assert plan_index(10, D, "exact").code_bytes == 4 * D
     with pytest.raises(ValueError):
         plan_index(20000, D, "hnsw")
@@ -138,9 +168,9 @@ def test_recall_at_k_hand_values():
         recall_at_k(approx, exact, 4)
 
 
-def test_save_load_round_trip(tmp_path, clustered):
-    db, q = clustered
-    index = build_index(db, "ivfpq", nprobe=7)
+def test_save_load_round_trip(tmp_path, small):
+    db, q = small
+    index = build_index(db, "ivfpq", nbits=6, nprobe=7)
     path = tmp_path / "deep" / "regions.faiss"
     save_index(index, path)
     save_index(index, path)  # atomic overwrite
@@ -153,3 +183,7 @@ def test_save_load_round_trip(tmp_path, clustered):
     np.testing.assert_array_equal(a[0], b[0])
     with pytest.raises(FileNotFoundError):
         load_index(tmp_path / "missing.faiss")
+
+
+def test_threads_follow_cpu_affinity():
+    assert ann._available_cpus() == len(os.sched_getaffinity(0))

@@ -427,7 +427,9 @@ def test_list_images(tmp_path: Path) -> None:
     (tmp_path / "folder.jpg").mkdir()
     (tmp_path / "broken.jpg").symlink_to(tmp_path / "missing.jpg")
     (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # a cycle must not hang or duplicate
-    assert list_images(tmp_path) == ["a.png", "b.JPG", "sub/c.jpeg", "sub/deep/d.TIFF", "sub/e.webp"]
+    # the broken link is listed so that a reader reports it; the folder named .jpg is not
+    assert list_images(tmp_path) == ["a.png", "b.JPG", "broken.jpg", "sub/c.jpeg", "sub/deep/d.TIFF",
+                                     "sub/e.webp"]
     assert list_images(os.fsencode(tmp_path)) == list_images(str(tmp_path))
     assert all(ext == ext.lower() and ext.startswith(".") for ext in IMAGE_EXTENSIONS)
     with pytest.raises(FileNotFoundError):

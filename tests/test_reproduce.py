@@ -125,6 +125,8 @@ def test_config_contents():
     assert [c.effective_beta() for c in nms if c.method == "dasr-star"] == [0.1, 0.2, 0.3, 0.4, 0.5, None]
     t3 = R.load_config(EXPERIMENTS / "table3.toml")
     assert t3["task"] == "image-search" and t3["vlad"]["k"] == 4 and t3["vlad"]["power"] == 0.5 and t3["pca_dim"] == 8192
+    figs = R.load_config(EXPERIMENTS / "figures.toml")
+    assert figs["task"] == "figures" and figs["experiments"] == CONFIGS
     sc = R.load_config(EXPERIMENTS / "scalability.toml")
     assert sc["task"] == "scalability" and sc["ks"] == [50] and sc["index"]["kind"] in ("exact", "pq", "ivfpq", "opq-ivfpq")
 
@@ -284,6 +286,13 @@ plot = {{ kind = "bars", metric = "ap" }}
     monkeypatch.setattr(dasr.evaluate, "evaluate", None)
     R.run_experiment(cfg, ["replot=true"], quiet=True)
     assert "0.771" in (out / "results.md").read_text()
+    # ... and a `figures` config does it for every listed experiment that has run.
+    figs = tmp_path / "figs.toml"
+    figs.write_text(f'task = "figures"\nexperiments = ["exp", "never"]\nout = "{tmp_path / "figs"}"\n')
+    (tmp_path / "never.toml").write_text(f'out = "{tmp_path / "never-out"}"\n')
+    (out / "instance-160-ap.png").unlink()
+    index = (R.run_experiment(figs, [], quiet=True) / "results.md").read_text()
+    assert (out / "instance-160-ap.png").is_file() and "instance-160-ap.png" in index and "never: not run yet" in index
 
 
 def test_failing_cell_is_reported_and_raised_after_the_others(tmp_path, monkeypatch):
@@ -340,6 +349,43 @@ def test_ablation_nms_statements_and_plots(tmp_path, monkeypatch):
     assert "11.0 regions/image at β = 0.3" in md
     assert "regions(β = 0.4) / regions(DASR, no NMS) = 2.00" in md
     assert (out / "map-vs-beta.png").is_file() and (out / "regions-vs-beta.png").is_file()
+
+
+def test_localization_and_layer_reports(tmp_path, monkeypatch):
+    import dasr.cli
+    import dasr.evaluate
+
+    monkeypatch.setattr(dasr.cli, "build_extractor", fake_extractor_factory([]))
+    good = canned_evaluate([])
+
+    def ev(extractor, benchmark, *a, **k):
+        r = good(extractor, benchmark, *a, **k)
+        if extractor.config()["layer"] == "conv4_block3_out":
+            r["mean"]["ap"] = 0.95
+        return r
+
+    monkeypatch.setattr(dasr.evaluate, "evaluate", ev)
+    root = fake_instance_160(tmp_path / "i160")
+    bench = f'benchmarks=[{{ name = "instance-335", root = "{root}" }}]'
+    text = (EXPERIMENTS / "localization.toml").read_text().replace('paper_numbers = "paper_numbers.toml"', "")
+    out = R.run_experiment(write_config(tmp_path, text.replace('work = "results/stores"', "")),
+                           [bench.replace("instance-335", "instance-160"), "pca=none", "bootstrap.n_boot=100"],
+                           quiet=True)
+    md = (out / "results.md").read_text()
+    assert "| dasr-star | 1.000 | 1.000 | 1.000 | 0.500 | 0.500 | 0.500 | 0.000 |" in md  # ious 0.6 and 0.3
+    assert "IoU≥0.5" in md and (out / "recall-vs-iou.png").is_file()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert float(next(r for r in rows if r["metric"] == "recall@iou0.5")["ours"]) == 0.5
+    assert float(next(r for r in rows if r["metric"] == "recall@iou0.3")["ours"]) == 1.0
+
+    text = (EXPERIMENTS / "ablation_layers.toml").read_text().replace('paper_numbers = "paper_numbers.toml"', "")
+    out = R.run_experiment(write_config(tmp_path, text.replace('work = "results/stores"', "")),
+                           [bench.replace("instance-335", "instance-160"), "pca=none", "bootstrap.n_boot=100",
+                            f"out={tmp_path / 'layers'}"], quiet=True)
+    md = (out / "results.md").read_text()
+    assert "best layer resnet50 Block3_unit3" in md and "-> differs" in md
+    assert "resnet50 Block4_unit1 - vgg16 block5_conv1" not in md and "resnet50 conv5_block1_out - vgg16 block5_conv1" in md
+    assert (out / "instance-160-ap.png").is_file()
 
 
 # ----------------------------------------------------------------------------- VLAD image search
@@ -475,3 +521,76 @@ def test_scalability_flow_with_distractors(tmp_path, monkeypatch):
     assert "paris-landmarks, which also serves as distractors" in md
     assert (out / "map-vs-database-size.png").is_file() and (out / "recall-vs-database-size.png").is_file()
     assert "0 distractors, exact" in (out / "bootstrap.csv").read_text()
+
+
+# ----------------------------------------------------------------------------- end to end (real stores)
+class ColourExtractor:
+    """A stand-in for the network: regions = image quadrants, feature = colour statistics."""
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def config(self) -> dict:
+        return {"backbone": "colour", "weights": "none", "method": self.method, "feature_layer": "rgb",
+                "pooling": "avg", "max_side": 64, "dasr_version": "test"}
+
+    def describe_box(self, image, box) -> np.ndarray:
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        crop = image[max(0, y1):max(y1 + 1, y2), max(0, x1):max(x1 + 1, x2)].reshape(-1, 3).astype(np.float32)
+        return np.concatenate([crop.mean(0), crop.std(0) + 1.0, [crop.max(), crop.min() + 1.0]]).astype(np.float32)
+
+    def __call__(self, image, keep_maps: bool = False):
+        from dasr.regions import Regions
+
+        h, w = image.shape[:2]
+        boxes = np.array([[0, 0, w, h]] if self.method in ("gap", "mac", "rmac", "crow") else
+                         [[0, 0, w / 2, h / 2], [w / 2, 0, w, h / 2], [0, h / 2, w / 2, h], [w / 2, h / 2, w, h]],
+                         np.float32)
+        n = len(boxes)
+        regions = Regions(boxes, np.ones(n, np.float32), np.zeros((n, 2), np.int32), np.zeros((n, 5), np.float32))
+        return SimpleNamespace(regions=regions, features=np.stack([self.describe_box(image, b) for b in boxes]))
+
+
+def _paint(root: Path, rel: str, colour, rng) -> None:
+    import cv2
+
+    img = np.clip(np.asarray(colour)[None, None, :] + rng.normal(0, 12, (48, 64, 3)), 0, 255).astype(np.uint8)
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / rel), img)
+
+
+def test_end_to_end_with_real_stores(tmp_path, monkeypatch):
+    import dasr.cli
+
+    rng = np.random.default_rng(3)
+    track = fake_instance_track(tmp_path / "track", instances=("a", "b", "c", "d"), refs=4)
+    landmarks = fake_paris_landmarks(tmp_path / "pl", landmarks=("x", "y", "z"), db=4)
+    for root, col in ((track, 1), (landmarks, 1)):
+        colours = {}
+        for line in (root / "annotations.csv").read_text().splitlines()[1:]:
+            rel, group = line.split(",")[:2]
+            colours.setdefault(group, rng.uniform(30, 220, 3))
+            _paint(root, rel, colours[group], rng)
+    monkeypatch.setattr(dasr.cli, "build_extractor", lambda args: ColourExtractor(args.method))
+    entry = f'{{ name = "instance-track", root = "{track}", pca_root = "{landmarks}" }}'
+    cfg = write_config(tmp_path, f'''name = "e2e"
+compare = "table1"
+methods = ["dasr-star", "gap"]
+benchmarks = [{entry}]
+bootstrap = {{ n_boot = 200 }}
+''')
+    out = R.run_experiment(cfg, [], quiet=True)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert float(next(r for r in rows if r["cell"] == "dasr-star" and r["metric"] == "All")["ours"]) > 0.9
+    assert (out / "runs" / "instance-track" / "dasr-star" / "results.json").is_file()
+    assert (tmp_path / "work" / "instance-track").is_dir() and (tmp_path / "work" / "paris-landmarks").is_dir()
+
+    # Table 3's flow on the shipped layout: VLAD over the stores, learned on instance-track.
+    t3 = (EXPERIMENTS / "table3.toml").read_text().replace('paper_numbers = "paper_numbers.toml"', "")
+    cfg3 = write_config(tmp_path, t3.replace('work = "results/stores"', ""))
+    out3 = R.run_experiment(cfg3, [f'benchmarks=[{{ name = "paris-landmarks", root = "{landmarks}", '
+                                   f'pca_benchmark = "instance-track", pca_root = "{track}" }}]',
+                                   f"out={tmp_path / 'out3'}"], quiet=True)
+    r3 = json.loads((out3 / "results.json").read_text())["entries"][0]["result"]
+    assert r3["task"] == "image-search" and r3["queries"] == 3 and r3["mean"]["ap"] > 0.8
+    assert any((tmp_path / "work" / "paris-landmarks").glob("dasr-star-*/queries.h5"))

@@ -6,6 +6,7 @@ Every input is generated in tmp.  Extraction / search of broken inputs run in-pr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -36,18 +37,6 @@ def summary(stdout: str) -> tuple[int, int, int, int]:
     match = SUMMARY.search(stdout)
     assert match, stdout
     return tuple(int(v) for v in match.groups())  # type: ignore[return-value]
-
-
-def network_extent(w: int, h: int, max_side: int) -> tuple[float, float]:
-    """The network input's extent in original pixels: where box coordinates end today.
-
-    The short side of the network input is rounded to whole pixels (at least 1), so mapped back
-    it can pass the original image's edge (a 2000 x 10 image is 64 x 1 in the network input, i.e.
-    31.25 original pixels high); see test_boxes_lie_inside_the_original_image.
-    """
-    scale = max_side / max(w, h)
-    rw, rh = (max_side, max(1, int(h * scale + 0.5))) if w >= h else (max(1, int(w * scale + 0.5)), max_side)
-    return rw / scale, rh / scale
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
@@ -99,6 +88,7 @@ def write_broken_folder(folder: Path) -> tuple[set[str], dict[str, str]]:
     save("eight.png", Image.fromarray(tex(8, 8)))
     save("wide.png", Image.fromarray(tex(2000, 10)))
     save("uniform.png", Image.new("RGB", (64, 64), (128, 128, 128)))
+    save("black.png", Image.new("RGB", (64, 64), (0, 0, 0)))
     Image.fromarray(tex(30, 20)).save(open(os.fsencode(folder) + b"/" + NON_UTF8_GOOD, "wb"), format="PNG")
     good.add(os.fsdecode(NON_UTF8_GOOD))
 
@@ -120,9 +110,9 @@ def write_broken_folder(folder: Path) -> tuple[set[str], dict[str, str]]:
     with open(os.fsencode(folder) + b"/" + NON_UTF8_BAD, "wb") as f:
         f.write(b"plain text again\n")
     bad[os.fsdecode(NON_UTF8_BAD)] = "not a recognised image format"
-    # Not an image file at all: dasr.images.list_images leaves broken links out of a folder
-    # listing (they are reported when a list file names them, see the list-file test).
+    # A broken link with an image name is listed, then reported as such.
     os.symlink(folder / "does-not-exist.jpg", folder / "dangling.jpg")
+    bad["dangling.jpg"] = "broken symbolic link"
     # Not listed either: no image extension.
     (folder / "notes.txt").write_text("hello")
     return good, bad
@@ -162,8 +152,7 @@ def test_extract_skips_broken_files_and_keeps_good_ones(broken) -> None:
         r = store.regions_of(i)
         assert np.all(np.isfinite(r["features"])), name
         b = r["boxes"]
-        lim_w, lim_h = network_extent(w, h, 64)
-        assert np.all(b >= -1e-3) and np.all(b[:, [0, 2]] <= lim_w + 1e-3) and np.all(b[:, [1, 3]] <= lim_h + 1e-3), name
+        assert np.all(b >= 0) and np.all(b[:, [0, 2]] <= w) and np.all(b[:, [1, 3]] <= h), name
 
     # Each bad file is reported once on stderr, naming it.
     for name in broken["bad"]:
@@ -171,10 +160,10 @@ def test_extract_skips_broken_files_and_keeps_good_ones(broken) -> None:
             "utf-8", "surrogateescape"), name
 
 
-@pytest.mark.xfail(reason="dasr.extractor clips boxes to the rounded network input, not to the original "
-                          "image: they pass its edge by up to the short side's rounding (31.25 px for 2000x10)",
-                   strict=False)
 def test_boxes_lie_inside_the_original_image(broken) -> None:
+    # The network input's short side is rounded to whole pixels (at least 1): mapped back, boxes
+    # clipped to it alone passed the image's edge (a 2000 x 10 image is 64 x 1 in the network
+    # input, 31.25 original pixels high).
     store = RegionStore.open(broken["out"])
     outside = []
     for i, name in enumerate(store.images):
@@ -197,7 +186,7 @@ def test_skipped_tsv_lists_exactly_the_bad_files(broken) -> None:
     assert len(lines) == len(broken["bad"])
     assert all(line.count(b"\t") == 1 and line.split(b"\t")[1] for line in lines)
     assert NON_UTF8_BAD + b"\t" + b"not a recognised image format" in tsv.read_bytes()
-    assert "dangling.jpg" not in skips and "notes.txt" not in skips
+    assert "notes.txt" not in skips
 
 
 def test_huge_image_is_skipped_with_its_size(broken) -> None:
@@ -206,14 +195,25 @@ def test_huge_image_is_skipped_with_its_size(broken) -> None:
 
 
 def test_uniform_image_is_stored(broken) -> None:
-    # A featureless image is not an error: it is stored like any other.  With the seeded random
-    # network the activation map of a uniform image is still not flat (biases, padding), so DASR
-    # finds regions on it; the test only requires that the image is stored with consistent arrays.
+    # A featureless image is not an error: it is stored like any other.  What happens today with
+    # the seeded random network (checked by hand, not asserted: it depends on the weights): the
+    # activation map of a uniform grey image is nearly flat but not zero (biases, padding), DASR
+    # keeps one seed and its region covers the whole 64 x 64 image.
     store = RegionStore.open(broken["out"])
-    r = store.regions_of(store.index("uniform.png"))
-    n = len(r["boxes"])
-    assert all(len(v) == n for v in r.values())
-    assert tuple(store.sizes[store.index("uniform.png")]) == (64, 64)
+    for name in ("uniform.png", "black.png"):
+        i = store.index(name)
+        r = store.regions_of(i)
+        n = len(r["boxes"])
+        assert all(len(v) == n for v in r.values())
+        assert np.all(np.isfinite(r["features"]))
+        assert tuple(store.sizes[i]) == (64, 64)
+
+
+def test_stored_regions_have_a_positive_area(broken) -> None:
+    store = RegionStore.open(broken["out"])
+    b = store.arrays["boxes"]
+    empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    assert not empty.any(), sorted({store.images[store.region_image[k]] for k in np.flatnonzero(empty)})
 
 
 def test_rerun_is_a_no_op_and_retries_the_skipped(broken, dasr_cli, tmp_path) -> None:
@@ -261,6 +261,24 @@ def test_extract_of_nothing_usable_fails(dasr_cli, tmp_path) -> None:
                                   *FAST, "--method", "dasr", "--quiet")
     assert rc != 0 and stderr.count("\n") == 1 and "nowhere" in stderr
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_bad_file_whose_name_has_a_tab_or_newline(broken, dasr_cli, tmp_path) -> None:
+    # The skipped list is one "image<TAB>reason" line per file: such a name cannot be listed
+    # there, but it must not stop the run either.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(broken["folder"] / "plain.jpg", folder / "good.jpg")
+    (folder / "tab\there.jpg").write_bytes(b"")
+    (folder / "new\nline.jpg").write_text("text")
+    rc, stdout, stderr = dasr_cli("extract", "--images", folder, "--out", tmp_path / "s.h5", *FAST,
+                                  "--method", "dasr", "--quiet")
+    assert rc == 0, stderr
+    assert summary(stdout)[:3] == (1, 0, 2)
+    assert RegionStore.open(tmp_path / "s.h5").images == ["good.jpg"]
+    assert "tab\there.jpg" in stderr and "zero-byte" in stderr
+    assert stderr.count("not listed in the .skipped.tsv") == 2
+    assert read_skipped(tmp_path / "s.h5") == {}
 
 
 # ----------------------------------------------------------------------------- bad queries
@@ -333,6 +351,23 @@ def test_box_partly_outside_is_clipped_with_a_warning(broken, dasr_cli) -> None:
     assert len(stdout.splitlines()) == 2
 
 
+def test_plain_text_results_with_a_non_utf8_name_on_a_strict_stdout(broken, _cached_extractors, monkeypatch) -> None:
+    # Under a UTF-8 locale Python's stdout is strict: printing a surrogate-escaped file name
+    # must not fail the search.  The name comes out as its original bytes, as ``ls`` prints it.
+    from dasr.cli import main
+
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    query = os.fsencode(broken["folder"]) + b"/" + NON_UTF8_GOOD
+    rc = main(["search", "--index", os.fspath(broken["out"]), "--query", os.fsdecode(query), "--top", "50"])
+    stdout.flush()
+    assert rc == 0
+    lines = raw.getvalue().splitlines()
+    assert len(lines) == len(broken["good"])
+    assert sum(b"  " + NON_UTF8_GOOD + b"  box " in line for line in lines) == 1
+
+
 def test_search_with_an_extreme_aspect_query(broken, dasr_cli) -> None:
     # 2000 x 10: 64 x 1 pixels in the network input, padded for the stride-32 layers.
     rc, stdout, stderr = dasr_cli("search", "--index", broken["out"], "--query", broken["folder"] / "wide.png",
@@ -368,65 +403,68 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float, what: str) -> N
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, dasr_home, dasr_cli):
-    """Runs the interruption scenario once.
+    """Runs the interruption scenario once; returns what each step saw.
 
-    1. ``dasr extract`` (subprocess) killed with SIGKILL as soon as its first chunk is flushed;
+    0. an uninterrupted run of the collection (this process), for reference;
+    1. ``dasr extract`` in a subprocess; as soon as it holds the store's lock a second writer of
+       the same --out (this process, ``dasr.cli.main``) must be refused; then it is killed with
+       SIGKILL right after its first chunk (16 images) is flushed;
     2. the same command killed after a random delay of 3-10 s (during start-up or extraction);
-    3. the same command to completion; while it holds the store's lock, a second writer of the
-       same --out (this process, ``dasr.cli.main``) must be refused;
-    4. an uninterrupted run of the same collection (this process) for reference.
+    3. the same command to completion.
     """
     work = tmp_path_factory.mktemp("interrupt")
     folder = work / "images"
     names = write_tiny_collection(folder)
     out = work / "out.h5"
-    cmd = [sys.executable, "-m", "dasr.cli", "extract", "--images", os.fspath(folder), "--out", os.fspath(out),
-           *FAST, "--method", "dasr"]
+    args = ["extract", "--images", folder, "--out", out, *FAST, "--method", "dasr"]
+    cmd = [sys.executable, "-m", "dasr.cli", *map(os.fspath, args)]
     env = subprocess_env(dasr_home)
     record: dict = {"names": names, "out": out, "folder": folder}
 
-    def start() -> subprocess.Popen:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                errors="backslashreplace")
+    def start(tag: str) -> subprocess.Popen:
+        # Output to files: a pipe nobody reads while we poll could fill up and block the child.
+        with open(work / f"{tag}.out", "w") as o, open(work / f"{tag}.err", "w") as e:
+            return subprocess.Popen(cmd, env=env, stdout=o, stderr=e)
 
-    # 1. SIGKILL right after the first chunk of 16 images is on disk.
-    proc = start()
-    first_chunk = parts_path(out) / "chunk-000001.npz"
-    _wait_for(first_chunk.exists, proc, 240, "the first chunk")
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    record["kill1"] = {"rc": proc.returncode, "final_exists": out.exists(),
-                       "chunks": sorted(p.name for p in parts_path(out).glob("chunk-*.npz"))}
+    def finish(proc: subprocess.Popen, tag: str, timeout: float = 300) -> dict:
+        proc.wait(timeout=timeout)
+        read = lambda ext: (work / f"{tag}.{ext}").read_text(errors="backslashreplace")  # noqa: E731
+        return {"rc": proc.returncode, "stdout": read("out"), "stderr": read("err")}
 
-    # 2. SIGKILL after a random delay.
-    delay = random.Random().uniform(3, 10)
-    proc = start()
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    record["kill2"] = {"rc": proc.returncode, "delay": delay}
-
-    # 3. To completion, with a second writer tried while it holds the lock.  The killed runs left
-    # the lock file behind (a flock dies with its process, the file stays): remove it so that
-    # its reappearance means the new run has opened the store.
-    lock_path(out).unlink(missing_ok=True)
-    proc = start()
-    _wait_for(lock_path(out).exists, proc, 240, "the lock file")
-    time.sleep(0.3)  # os.open(O_CREAT) then flock: let the flock land
-    if proc.poll() is None:
-        record["second"] = dasr_cli("extract", "--images", folder, "--out", out, *FAST, "--method", "dasr",
-                                    "--quiet")
-        record["second_running_first"] = proc.poll() is None
-    stdout, stderr = proc.communicate(timeout=300)
-    record["final"] = {"rc": proc.returncode, "stdout": stdout, "stderr": stderr}
-
-    # 4. Reference: one uninterrupted run.
+    # 0. Reference.  First, so that this process has its network ready (cached) and its
+    # second-writer attempt below reaches the lock within a fraction of a second.
     rc, stdout, stderr = dasr_cli("extract", "--images", folder, "--out", work / "reference.h5", *FAST,
                                   "--method", "dasr", "--quiet")
     assert rc == 0, stderr
     record["reference"] = work / "reference.h5"
+
+    # 1. The lock file appears when the writer opens the store (os.open(O_CREAT), then flock);
+    # it holds it while tracing the network and extracting, seconds.
+    proc = start("run1")
+    try:
+        _wait_for(lock_path(out).exists, proc, 240, "the lock file")
+        time.sleep(0.2)
+        record["second"] = dasr_cli(*args, "--quiet")
+        record["second_while_first_ran"] = proc.poll() is None and not out.exists()
+        _wait_for((parts_path(out) / "chunk-000001.npz").exists, proc, 240, "the first chunk")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+    record["kill1"] = finish(proc, "run1")
+    record["kill1"].update(final_exists=out.exists(),
+                           chunks=sorted(p.name for p in parts_path(out).glob("chunk-*.npz")))
+
+    # 2. SIGKILL after a random delay.
+    delay = random.Random().uniform(3, 10)
+    proc = start("run2")
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+    record["kill2"] = finish(proc, "run2")
+    record["kill2"]["delay"] = delay
+
+    # 3. To completion.
+    record["final"] = finish(start("run3"), "run3")
     return record
 
 
@@ -458,10 +496,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(interrupted) -> None:
 
 @pytest.mark.slow
 def test_a_second_writer_of_the_same_store_is_refused(interrupted) -> None:
-    if "second" not in interrupted:
-        pytest.fail("the completing run ended before the second writer could be started")
     rc, stdout, stderr = interrupted["second"]
-    assert interrupted["second_running_first"], "the first writer was still running"
+    assert interrupted["second_while_first_ran"], "the first writer was still extracting"
     assert rc != 0
     assert stderr.count("\n") == 1 and stderr.startswith("dasr: error: ")
     assert "lock" in stderr and "another process is writing" in stderr

@@ -37,7 +37,8 @@ def test_residual_normalization_hand_values():
 def test_power_law_hand_values():
     # sqrt of (1, 2, 1, 3) -> (1, sqrt2, 1, sqrt3) / sqrt(7).
     v = vlad_encode(FEATS, CODEBOOK, power=0.5, residual_normalization=False)
-    np.testing.assert_allclose(v, np.array([1, np.sqrt(2), 1, np.sqrt(3)]) / np.sqrt(7), rtol=1e-6)
+    want = np.array([1, np.sqrt(2), 1, np.sqrt(3)]) / np.sqrt(7)
+    np.testing.assert_allclose(v, want, rtol=1e-6)
     # Negative residual (3,-1) - (4,0) = (-1,-1): the sign survives the power law.
     v = vlad_encode(np.array([[3.0, -1.0]]), CODEBOOK, power=0.5)
     np.testing.assert_allclose(v, [0, 0, -1 / np.sqrt(2), -1 / np.sqrt(2)], rtol=1e-6)
@@ -46,7 +47,8 @@ def test_power_law_hand_values():
 def test_intra_normalization_hand_values():
     # (1,2)/sqrt5 and (1,3)/sqrt10 concatenated have norm sqrt2.
     v = vlad_encode(FEATS, CODEBOOK, power=1.0, residual_normalization=False, intra=True)
-    want = np.concatenate([np.array([1, 2]) / np.sqrt(5), np.array([1, 3]) / np.sqrt(10)]) / np.sqrt(2)
+    blocks = [np.array([1, 2]) / np.sqrt(5), np.array([1, 3]) / np.sqrt(10)]
+    want = np.concatenate(blocks) / np.sqrt(2)
     np.testing.assert_allclose(v, want, rtol=1e-6)
 
 

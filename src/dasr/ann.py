@@ -14,10 +14,13 @@ the shared codebooks / coarse centroids / rotation, which
 kind            factory string                        bytes per vector
 ==============  ====================================  ==========================
 ``exact``       ``Flat``                              ``4 d`` (float32)
-``pq``          ``PQ{m}x{b}``                         ``ceil(m b / 8)`` (ids implicit)
-``ivfpq``       ``IVF{nlist},PQ{m}x{b}``              ``ceil(m b / 8) + 8`` (int64 id)
-``opq-ivfpq``   ``OPQ{m},IVF{nlist},PQ{m}x{b}``       ``ceil(m b / 8) + 8``
+``pq``          ``PQ{m}x{b}np``                       ``ceil(m b / 8)`` (ids implicit)
+``ivfpq``       ``IVF{nlist},PQ{m}x{b}np``            ``ceil(m b / 8) + 8`` (int64 id)
+``opq-ivfpq``   ``OPQ{m},IVF{nlist},PQ{m}x{b}np``     ``ceil(m b / 8) + 8``
 ==============  ====================================  ==========================
+
+(``np`` disables faiss' polysemous code training, which is only useful for
+Hamming pre-filtering and costs far more than the PQ training itself.)
 
 IVF kinds encode the residual to the coarse centroid (faiss' default), and
 OPQ learns a ``d x d`` rotation that balances the variance across the
@@ -95,6 +98,7 @@ class IndexPlan:
         nlist: inverted lists (0 without IVF).
         nprobe: lists visited per query (0 without IVF).
         train_size: vectors used for training (0 for exact).
+        opq_niter: OPQ alternating-optimisation iterations (0 without OPQ).
         code_bytes: per-vector storage in bytes (code + id), see module doc.
         note: why the plan differs from the request, else ``None``.
     """
@@ -109,6 +113,7 @@ class IndexPlan:
     nlist: int = 0
     nprobe: int = 0
     train_size: int = 0
+    opq_niter: int = 0
     code_bytes: int = 0
     note: str | None = None
 
@@ -132,6 +137,7 @@ def plan_index(
     nlist: int | None = None,
     nprobe: int | None = None,
     train_size: int | None = None,
+    opq_niter: int | None = None,
 ) -> IndexPlan:
     """Choose the index parameters for ``n`` vectors of dimension ``d``.
 
@@ -146,6 +152,9 @@ def plan_index(
         nprobe: lists visited per query; default ``min(nlist, 32)``.
         train_size: training vectors (a random subsample); default
             ``min(n, 256 * max(nlist, 2^nbits))``, faiss' own k-means cap.
+        opq_niter: iterations of the OPQ rotation learning (faiss default
+            50; each one re-trains the PQ codebooks, so it dominates the
+            ``opq-ivfpq`` training time).
 
     Returns:
         the :class:`IndexPlan`.
@@ -181,7 +190,9 @@ def plan_index(
         return replace(exact, note=note)
 
     code_bytes = math.ceil(m * nbits / 8)
-    pq = f"PQ{m}x{nbits}"
+    # "np": skip faiss' polysemous training (a code re-ordering for Hamming
+    # pre-filtering, which we never use) - it dominates the training time.
+    pq = f"PQ{m}x{nbits}np"
     if kind == "pq":
         ts = min(n, MAX_POINTS_PER_CENTROID * 2**nbits) if train_size is None else int(train_size)
         if not n_pq <= ts <= n:
@@ -204,13 +215,21 @@ def plan_index(
     if not 1 <= nprobe <= nlist:
         raise ValueError(f"nprobe must be in 1..{nlist}, got {nprobe}")
     need = MIN_POINTS_PER_CENTROID * max(nlist, 2**nbits)
-    ts = min(n, MAX_POINTS_PER_CENTROID * max(nlist, 2**nbits)) if train_size is None else int(train_size)
+    cap = MAX_POINTS_PER_CENTROID * max(nlist, 2**nbits)
+    ts = min(n, cap) if train_size is None else int(train_size)
     if not need <= ts <= n:
         raise ValueError(f"train_size must be in {need}..{n}, got {ts}")
-    factory = f"IVF{nlist},{pq}" if kind == "ivfpq" else f"OPQ{m},IVF{nlist},{pq}"
+    if kind == "ivfpq":
+        factory, opq_niter = f"IVF{nlist},{pq}", 0
+    else:
+        factory = f"OPQ{m},IVF{nlist},{pq}"
+        opq_niter = 50 if opq_niter is None else int(opq_niter)
+        if opq_niter < 1:
+            raise ValueError(f"opq_niter must be >= 1, got {opq_niter}")
     return IndexPlan(
         kind=kind, requested_kind=kind, factory=factory, d=d, n=n, m=m, nbits=nbits,
-        nlist=nlist, nprobe=nprobe, train_size=ts, code_bytes=code_bytes + 8,
+        nlist=nlist, nprobe=nprobe, train_size=ts, opq_niter=opq_niter,
+        code_bytes=code_bytes + 8,
     )
 
 
@@ -248,8 +267,8 @@ def build_index(
         features: ``(R, d)`` float32 l2-normalised descriptors.
         kind: one of :data:`KINDS`.
         seed: seed of the training subsample.
-        **params: ``m``, ``nbits``, ``nlist``, ``nprobe``, ``train_size``;
-            see :func:`plan_index`.
+        **params: ``m``, ``nbits``, ``nlist``, ``nprobe``, ``train_size``,
+            ``opq_niter``; see :func:`plan_index`.
 
     Returns:
         the trained and filled faiss index (IVF kinds have ``nprobe`` set).
@@ -258,7 +277,7 @@ def build_index(
         ValueError: as :func:`plan_index`, or on a bad ``features`` shape or
             an unknown parameter.
     """
-    unknown = set(params) - {"m", "nbits", "nlist", "nprobe", "train_size"}
+    unknown = set(params) - {"m", "nbits", "nlist", "nprobe", "train_size", "opq_niter"}
     if unknown:
         raise ValueError(f"unknown index parameters {sorted(unknown)}")
     x = _as_float32_matrix(features, "features")
@@ -267,6 +286,9 @@ def build_index(
     if plan.note:
         logger.warning(plan.note)
     index = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    if plan.opq_niter:
+        opq = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+        opq.niter = plan.opq_niter
     if plan.kind != "exact":
         rng = np.random.default_rng(seed)
         if plan.train_size < n:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -435,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Image names that are not valid UTF-8 are str with surrogate escapes; a strict stdout (any
+    # UTF-8 locale but C/POSIX) would fail on them: print their original bytes instead, like ls.
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
     from dasr.datasets import DatasetMissingError
     from dasr.images import ImageError

@@ -106,6 +106,17 @@ def prefetch(root: Path, items: list[tuple[int, str]], workers: int = 2, depth: 
             yield order, rel, image, reason
 
 
+def _skip(writer: StoreWriter, summary: ExtractSummary, base: Path, rel_path: str, reason: str) -> None:
+    """Records a skipped image; a name the skipped-list TSV cannot hold is only reported."""
+    note = ""
+    try:
+        writer.skip(rel_path, reason)
+    except ValueError:  # a tab or newline in the name: one bad file must not stop the run
+        note = " (not listed in the .skipped.tsv: its name has a tab or newline)"
+    summary.skipped.append((rel_path, reason))
+    tqdm.write(f"skipped {base / rel_path}: {reason}{note}", file=sys.stderr)
+
+
 def regions_record(extraction, feature_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """The per-region arrays a store keeps for one image."""
     r = extraction.regions
@@ -154,17 +165,13 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
         with bar:
             for order, rel_path, image, reason in prefetch(base, todo):
                 if image is None:
-                    writer.skip(rel_path, reason)
-                    summary.skipped.append((rel_path, reason))
-                    tqdm.write(f"skipped {base / rel_path}: {reason}", file=sys.stderr)
+                    _skip(writer, summary, base, rel_path, reason)
                 else:
                     try:
                         ex = extractor(image)
                     except Exception as e:  # noqa: BLE001 - reported, the run goes on
                         reason = f"{type(e).__name__}: {e}".splitlines()[0]
-                        writer.skip(rel_path, reason)
-                        summary.skipped.append((rel_path, reason))
-                        tqdm.write(f"skipped {base / rel_path}: {reason}", file=sys.stderr)
+                        _skip(writer, summary, base, rel_path, reason)
                         bar.update(1)
                         continue
                     writer.add(rel_path, order, (int(image.shape[1]), int(image.shape[0])), regions_record(ex))

@@ -171,14 +171,21 @@ class Extractor:
             boxes, ellipses, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments, cell)
             boxes = np.clip(boxes, 0, [w, h, w, h])  # drop any padding of thin images
         regions = Regions(boxes, scores, seeds, ellipses.astype(np.float32), kept)
+        if maps is not None:
+            # A seed whose map is all zero (e.g. a black image: no pixel carries any
+            # probability) localises nothing: it is dropped rather than kept as an empty box.
+            found = np.flatnonzero(kept > 0)
+            regions = regions.select(found)
+            maps = maps[found]
         nms_iou = self.region.nms_iou
         if nms_iou is not None and len(regions):
             keep = nms(regions.boxes, regions.scores, nms_iou)
             regions = regions.select(keep)
             maps = maps[keep] if maps is not None else None
         features = self.pool(fmap, regions.boxes)
-        # Back to the original image's coordinates.
-        regions.boxes = (regions.boxes / scale).astype(np.float32)
+        # Back to the original image's coordinates (rounding the resized size can overshoot).
+        orig_h, orig_w = image_rgb.shape[:2]
+        regions.boxes = np.clip(regions.boxes / scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
         regions.ellipses = regions.ellipses.copy()
         regions.ellipses[:, :4] /= scale
         return Extraction(regions, features, scale, (w, h), amap, maps if keep_maps else None)

@@ -451,9 +451,9 @@ def list_images(folder: str | bytes | os.PathLike, *, extensions: Iterable[str] 
     """All image files under ``folder``, recursively, as sorted relative POSIX paths.
 
     Files are selected by extension, case-insensitively (``.JPG`` counts). Symbolic links to
-    files and directories are followed, except broken links (and anything else that is not a
-    regular file, e.g. a FIFO), which are skipped; a directory reached twice (symlink cycle or
-    two links to the same place) is listed once.
+    files and directories are followed; a broken link with an image name is listed (so that
+    whoever reads it reports it), anything else that is not a regular file (e.g. a FIFO) is
+    not; a directory reached twice (symlink cycle or two links to the same place) is listed once.
 
     Args:
         folder: the root directory.
@@ -491,7 +491,9 @@ def list_images(folder: str | bytes | os.PathLike, *, extensions: Iterable[str] 
             if not name.lower().endswith(suffixes):
                 continue
             full = os.path.join(dirpath, name)
-            if not os.path.isfile(full):  # broken symlink, FIFO, socket...
+            # A broken symlink with an image name is listed, so that an extraction reports it
+            # (load_image says "broken symbolic link"); FIFOs and sockets are not images.
+            if not (os.path.isfile(full) or os.path.islink(full)):
                 continue
             found.append(PurePath(os.path.relpath(full, root)).as_posix())
     return sorted(found)

@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "pca_benchmark": "",              # "" = per benchmark / dasr.evaluate.DEFAULT_PCA_SOURCE
     "pca_dim": 0,                     # 0 = every usable component
     "ks": [10, 20, 50, 100],
+    "subsample": 1,                   # keep every n-th database image (quick runs; reported)
     "ap_variant": "truncated",        # truncated | min
     "iou_thresholds": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "work": "results/stores",
@@ -77,8 +78,9 @@ DEFAULTS: dict[str, Any] = {
     "steps": [0, 10000, 100000, 1000000],
     "baseline_max_distractors": 0,    # 0 = no cap for methods other than dasr-star
     "index": {},                      # scalability: kind, nbits, m, nlist, nprobe, k_regions, recall_k, exact
+    "experiments": [],                # figures: the configs (names next to this file) to redraw
 }
-TASKS = ("instance", "image-search", "scalability")
+TASKS = ("instance", "image-search", "scalability", "figures")
 INDEX_DEFAULTS = {"kind": "ivfpq", "nbits": 8, "m": 0, "nlist": 0, "nprobe": 0, "k_regions": 1000,
                   "recall_k": 100, "exact": True}
 
@@ -370,7 +372,8 @@ def run_instance_cell(cfg: dict, spec: BenchSpec, cell: Cell, extractor, out: Pa
 
     result = evaluate_mod.evaluate(
         extractor, spec.name, spec.root, work=cfg["work"], pca=cfg["pca"], pca_benchmark=spec.pca_benchmark,
-        pca_root=spec.pca_root, pca_dim=_pca_dim(cfg), ks=tuple(cfg["ks"]), out=out, progress=not quiet)
+        pca_root=spec.pca_root, pca_dim=_pca_dim(cfg), ks=tuple(cfg["ks"]), out=out, progress=not quiet,
+        subsample=int(cfg["subsample"]))
     return [{"group": "", "result": result}]
 
 
@@ -938,7 +941,8 @@ def write_report(cfg: dict, entries: list[dict], paper: dict, out: Path) -> dict
                 continue
             name, row = paper_row(cfg, paper, bench, cell) if paper_data else (None, None)
             dim = (r.get("pca") or {}).get("dim") or r.get("dim")
-            cells_md = [cell["label"] + (f" ({name})" if name else ""),
+            shown = _display(cfg, cell["label"])
+            cells_md = [cell["label"] + (f" ({shown})" if shown != cell["label"] else "") + (f" ({name})" if name else ""),
                         f"{dim or '-'}" + (f" / {row['dim']}" if row and "dim" in row else "")]
             for key, title, pcol in cols:
                 ours = r["mean"].get(key)
@@ -1056,6 +1060,31 @@ def _save_entries(cfg: dict, entries: list[dict], out: Path) -> None:
                                                          default=str).encode())
 
 
+def redraw_all(cfg: dict, out: Path, quiet: bool = False) -> Path:
+    """``task = "figures"``: redraws every listed experiment that has results; writes an index."""
+    from dasr.weights import atomic_write_bytes
+
+    here = Path(cfg["_path"]).parent
+    lines = [f"# {cfg['title'] or 'Figures'}", ""]
+    for name in cfg["experiments"]:
+        path = here / f"{name}.toml"
+        sub = load_config(path)
+        sub_out = Path(sub["out"] or Path("results") / sub["name"])
+        if not (sub_out / "results.json").is_file():
+            lines.append(f"- {name}: not run yet (`dasr reproduce {path}`)")
+            continue
+        run_experiment(path, ["replot=true"], quiet=quiet)
+        pngs = sorted(sub_out.glob("*.png"))
+        rel = Path(os.path.relpath(sub_out, out))
+        lines.append(f"- {name}: [{sub['title'] or name}]({(rel / 'results.md').as_posix()})")
+        lines += [f"  ![{p.stem}]({(rel / p.name).as_posix()})" for p in pngs]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
+    if not quiet:
+        print(f"wrote {out}/results.md")
+    return out
+
+
 def run_experiment(config_path: str | os.PathLike, overrides: Iterable[str] = (), quiet: bool = False) -> Path:
     """Runs one experiment and writes its report; returns the results folder.
 
@@ -1086,6 +1115,8 @@ def run_experiment(config_path: str | os.PathLike, overrides: Iterable[str] = ()
         if not quiet:
             print(f"wrote {out}/results.md (replotted)")
         return out
+    if cfg["task"] == "figures":
+        return redraw_all(cfg, out, quiet)
     specs = resolve_benchmarks(cfg)
     cells = build_cells(cfg)
     if cfg["task"] == "image-search":

@@ -40,6 +40,9 @@ def learn_whitening(source: RegionStore, out: str | os.PathLike, dim: int | None
     if len(feats) < 2:
         raise ValueError(f"{source.path}: needs at least 2 regions to learn a whitening, has {len(feats)}")
     x = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    if dim is not None and dim > min(len(x) - 1, x.shape[1]):
+        raise ValueError(f"{source.path}: a {dim}-d whitening needs more than {dim} regions "
+                         f"and dimensions; it has {len(x)} regions of {x.shape[1]} dimensions")
     params = learn_pca_whitening(x, dim=dim)
     save_whitening(out, params, {"learned_from": os.fspath(source.path), "regions": int(len(feats)),
                                  "config": source.config})
