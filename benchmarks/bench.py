@@ -43,12 +43,13 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
+
+from dasr.atomic import atomic_write_bytes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -184,21 +185,6 @@ def to_jsonable(o):
     if isinstance(o, Path):
         return str(o)
     return o
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def maxrss_mib() -> float:
@@ -929,7 +915,7 @@ def main(argv=None) -> int:
         meta["complete"] = False
         meta["wall_s"] = time.perf_counter() - t_start
         with contextlib.suppress(Exception):
-            atomic_write(out, json.dumps(to_jsonable(rep.data), indent=1) + "\n")
+            atomic_write_bytes(out, (json.dumps(to_jsonable(rep.data), indent=1) + "\n").encode())
 
     peak: dict = {}
     if tf is not None and "floor" not in args.skip:
@@ -974,8 +960,8 @@ def main(argv=None) -> int:
     for e in rep.errors:
         print(f"ERROR in {e['section']}: {e['error']}", file=sys.stderr)
     try:
-        atomic_write(out, json.dumps(to_jsonable(rep.data), indent=1, sort_keys=False) + "\n")
-        atomic_write(out.with_suffix(".md"), f"# dasr benchmark ({meta.get('device')})\n\n{table}\n")
+        atomic_write_bytes(out, (json.dumps(to_jsonable(rep.data), indent=1, sort_keys=False) + "\n").encode())
+        atomic_write_bytes(out.with_suffix(".md"), f"# dasr benchmark ({meta.get('device')})\n\n{table}\n".encode())
         print(f"\n[bench] wrote {out} and {out.with_suffix('.md')}", flush=True)
     except OSError as err:
         print(f"[bench] could not write {out}: {err}", file=sys.stderr)

@@ -79,7 +79,7 @@ QUALITY = {"dasr-star": 0.8, "dasr": 0.7, "gap": 0.5, "mac": 0.45, "rmac": 0.55,
 
 def canned_evaluate(calls: list):
     def evaluate(extractor, benchmark, root=None, *, work, pca, pca_benchmark=None, pca_root=None, pca_dim=None,
-                 ks=(10, 20, 50, 100), out=None, progress=True):
+                 ks=(10, 20, 50, 100), out=None, progress=True, subsample=1):
         calls.append((extractor.method, benchmark, pca, pca_benchmark))
         base = QUALITY[extractor.method]
         rng = np.random.default_rng(len(extractor.method))

@@ -39,11 +39,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
+
+from dasr.atomic import atomic_path
 
 __all__ = [
     "KINDS",
@@ -402,27 +403,14 @@ def index_bytes_per_vector(index: faiss.Index, n: int | None = None) -> float:
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:
-    """Write an index atomically (temporary file + ``os.replace``).
+    """Write an index atomically (:func:`dasr.atomic.atomic_path`).
 
     Args:
         index: the faiss index.
         path: destination file; parent folders are created.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".faiss", dir=folder)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        # Flush to disk before the rename so a crash cannot leave an empty file.
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".faiss") as tmp:
+        faiss.write_index(index, os.fspath(tmp))
 
 
 def load_index(path: str | os.PathLike[str]) -> faiss.Index:

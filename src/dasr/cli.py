@@ -201,7 +201,7 @@ def cmd_detect(args) -> int:
         if args.json == "-":
             print(text)
         else:
-            from dasr.weights import atomic_write_bytes
+            from dasr.atomic import atomic_write_bytes
 
             atomic_write_bytes(Path(args.json), text.encode())
             print(f"wrote {args.json}")

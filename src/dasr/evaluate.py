@@ -20,13 +20,13 @@ import numpy as np
 from tqdm import tqdm
 
 from dasr import metrics
+from dasr.atomic import atomic_path, atomic_write_bytes
 from dasr.datasets import Benchmark, load_benchmark
 from dasr.extract import extract_collection
 from dasr.extractor import Extractor
 from dasr.images import load_image
 from dasr.search import Ranking, SearchIndex, learn_whitening, whitening_path
 from dasr.store import RegionStore, read_skipped
-from dasr.weights import atomic_write_bytes
 
 DEFAULT_KS = (10, 20, 50, 100)
 DEFAULT_PCA_SOURCE = {"instance-track": "paris-landmarks", "paris-landmarks": "instance-track"}
@@ -127,9 +127,8 @@ def query_features(extractor: Extractor, bench: Benchmark, cache: Path, progress
         box = q.box or (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
         feats.append(extractor.describe_box(image, box))
     feats = np.stack(feats).astype(np.float32)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, features=feats, names=np.array([q.name for q in bench.queries]))
-    os.replace(tmp, cache)
+    with atomic_path(cache, suffix=".npz") as tmp:
+        np.savez(tmp, features=feats, names=np.array([q.name for q in bench.queries]))
     return feats
 
 

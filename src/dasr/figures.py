@@ -12,14 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Ellipse, Rectangle  # noqa: E402
 
+from dasr.atomic import atomic_path  # noqa: E402
+
 
 def _save(fig, out: str | os.PathLike) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_path(out, suffix=out.suffix) as tmp:  # matplotlib picks the format from it
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return out
 
 

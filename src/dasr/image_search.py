@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from dasr import vlad
+from dasr.atomic import atomic_write_bytes
 from dasr.datasets import Benchmark, load_benchmark
 from dasr.evaluate import DEFAULT_KS, DEFAULT_PCA_SOURCE, ensure_store, score_query
 from dasr.extractor import Extractor
 from dasr.search import Ranking
 from dasr.store import RegionStore
-from dasr.weights import atomic_write_bytes
 from dasr.whitening import apply_pca_whitening, l2_normalize
 
 __all__ = ["VladSettings", "learn_vlad_model", "encode_images", "image_search_from_stores",

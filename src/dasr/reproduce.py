@@ -1030,7 +1030,7 @@ def write_report(cfg: dict, entries: list[dict], paper: dict, out: Path) -> dict
         md.append("")
         md += [f"- {e['benchmark']} / {e['cell']['label']}: {e.get('error', '').splitlines()[0]}" for e in errors]
         md.append("")
-    from dasr.weights import atomic_write_bytes
+    from dasr.atomic import atomic_write_bytes
 
     atomic_write_bytes(out / "results.md", "\n".join(md).encode())
     fields = ["experiment", "benchmark", "data", "group", "cell", "method", "backbone", "layer", "beta", "metric",
@@ -1053,7 +1053,7 @@ def write_report(cfg: dict, entries: list[dict], paper: dict, out: Path) -> dict
 
 # ----------------------------------------------------------------------------- main
 def _save_entries(cfg: dict, entries: list[dict], out: Path) -> None:
-    from dasr.weights import atomic_write_bytes
+    from dasr.atomic import atomic_write_bytes
 
     saved = {k: v for k, v in cfg.items()}
     atomic_write_bytes(out / "results.json", json.dumps({"config": saved, "entries": entries}, indent=1,
@@ -1062,7 +1062,7 @@ def _save_entries(cfg: dict, entries: list[dict], out: Path) -> None:
 
 def redraw_all(cfg: dict, out: Path, quiet: bool = False) -> Path:
     """``task = "figures"``: redraws every listed experiment that has results; writes an index."""
-    from dasr.weights import atomic_write_bytes
+    from dasr.atomic import atomic_write_bytes
 
     here = Path(cfg["_path"]).parent
     lines = [f"# {cfg['title'] or 'Figures'}", ""]

@@ -53,14 +53,19 @@ import json
 import os
 import re
 import shutil
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar, Union
 
 import h5py
 import numpy as np
+
+from dasr.atomic import TMP_MARK as _TMP_MARK
+from dasr.atomic import atomic_path
+from dasr.atomic import fsync_dir as _fsync_dir
+from dasr.atomic import fsync_file as _fsync_file
+from dasr.atomic import temp_sibling as _tmp_sibling
 
 __all__ = [
     "FORMAT_NAME",
@@ -94,7 +99,6 @@ T = TypeVar("T")
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHUNK_RE = re.compile(r"^chunk-(\d{6,})\.npz$")
-_TMP_MARK = ".tmp-"
 _NPZ_REGION = "region_"  # npz member prefix of region arrays inside a chunk
 
 
@@ -128,16 +132,12 @@ def skipped_path(path: PathLike) -> Path:
     return Path(f"{os.fspath(path)}.skipped.tsv")
 
 
-def _tmp_sibling(path: Path) -> Path:
-    # Same directory, so os.replace is a rename within one file system (atomic).
-    return path.parent / f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}"
-
-
 def _cleanup_tmp(store: Path) -> None:
     """Remove temporaries left by a killed writer of ``store``.
 
     Only called while holding the store lock, and only names produced by
-    :func:`_tmp_sibling` for this store match, so nothing in use is removed.
+    :func:`_tmp_sibling` (:func:`dasr.atomic.temp_sibling`, also behind
+    :func:`_atomic_path`) for this store match, so nothing in use is removed.
     """
     name = re.escape(store.name)
     pattern = re.compile(rf"^\.{name}(\.parts|\.skipped\.tsv)?{re.escape(_TMP_MARK)}[0-9a-f]{{32}}$")
@@ -160,50 +160,19 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable, not only the file content.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _atomic_path(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """:func:`dasr.atomic.atomic_path` (no suffix, so :func:`_cleanup_tmp` knows the names).
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success fsync it and move it into place.
-
-    Args:
-      path: final destination.
-
-    Returns:
-      A context manager yielding the temporary path to write. On an exception the
-      temporary is removed and ``path`` is left untouched.
+    ``_fsync_file`` is looked up at each call, so tests can stop a writer right
+    before the rename (see tests/test_store.py).
     """
-    tmp = _tmp_sibling(path)
-    try:
-        yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-    _fsync_dir(path.parent)
+    return atomic_path(path, fsync=lambda tmp: _fsync_file(tmp))
 
 
 def _atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
     """Write a file atomically through ``write(binary_file_object)``."""
-    with _atomic_path(path) as tmp, open(tmp, "xb") as handle:
+    with _atomic_path(path) as tmp, open(tmp, "wb") as handle:
         write(handle)
-        handle.flush()
 
 
 # ------------------------------------------------------------------------ helpers

