@@ -112,7 +112,7 @@ def test_search_in_a_new_process_uses_the_index_network(stores, run_dasr, sample
     i = store.index("img02.jpg")
     box = store.regions_of(i)["boxes"][0]
     rc, stdout, stderr = run_dasr("search", "--index", stores["index"], "--query", sample_images / "img02.jpg",
-                                  "--box", box_arg(box), "--top", "3", "--pca", "none", "--json",
+                                  "--box", box_arg(box), "--small-box", "--top", "3", "--pca", "none", "--json",
                                   "--figure", tmp_path / "panel.png")
     assert rc == 0, stderr
     result = json.loads(stdout[: stdout.rindex("}") + 1])
@@ -146,7 +146,7 @@ def test_search_stored_region_box_is_an_exact_match(stores, dasr_cli, sample_ima
     i = store.index("img04.jpg")
     box = store.regions_of(i)["boxes"][0]
     result = search(dasr_cli, stores["index"], sample_images / "img04.jpg", "--box", box_arg(box),
-                    "--top", "6", "--pca", "none")
+                    "--small-box", "--top", "6", "--pca", "none")
     first = result["results"][0]
     assert first["image"] == "img04.jpg"
     assert first["score"] == pytest.approx(1.0, abs=1e-5)

@@ -301,6 +301,7 @@ BAD_QUERIES = {
     "zero-area": (None, QUERY, "10,10,10,40", ["zero or negative area", QUERY]),
     "negative-area": (None, QUERY, "40,10,20,30", ["zero or negative area", QUERY]),
     "sub-pixel-box": (None, QUERY, "10,10,11,11", ["smaller than one pixel", QUERY]),
+    "sub-cell-box": (None, QUERY, "10,10,30,30", ["smaller than one 32x32 feature cell", QUERY]),
     "malformed-box": (None, QUERY, "1,2,3", ["--box", "four numbers"]),
     "undecodable-query": (None, "text.jpg", None, ["text.jpg", "not a recognised image format"]),
     "zero-byte-query": (None, "empty.jpg", None, ["empty.jpg", "zero-byte"]),

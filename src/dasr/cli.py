@@ -108,8 +108,13 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def check_box(box, width: int, height: int, stride: int, scale: float, image: str) -> None:
-    """Refuses query boxes that cannot describe anything (one line, names the image)."""
+def check_box(box, width: int, height: int, stride: int, scale: float, image: str,
+              allow_small: bool = False) -> None:
+    """Refuses query boxes that cannot describe anything (one line, names the image).
+
+    A box smaller than one feature cell in both directions would be described by the single
+    cell holding its centre, i.e. mostly by its surroundings: refused unless ``allow_small``.
+    """
     x1, y1, x2, y2 = box
     if x2 <= x1 or y2 <= y1:
         raise CliError(f"{image}: query box {box} has zero or negative area")
@@ -118,9 +123,13 @@ def check_box(box, width: int, height: int, stride: int, scale: float, image: st
     if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
         print(f"warning: {image}: query box {box} extends beyond the {width}x{height} image; clipped",
               file=sys.stderr)
-    if max(x2 - x1, y2 - y1) * scale < 1.0:
+    w, h = (min(x2, width) - max(x1, 0)) * scale, (min(y2, height) - max(y1, 0)) * scale
+    if max(w, h) < 1.0:
         raise CliError(f"{image}: query box {box} is smaller than one pixel of the network input "
                        f"(scale {scale:.3f}); a feature cell is {stride} px")
+    if max(w, h) < stride and not allow_small:
+        raise CliError(f"{image}: query box {box} is {w:.0f}x{h:.0f} px in the network input, smaller "
+                       f"than one {stride}x{stride} feature cell (--small-box pools the cell at its centre)")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -264,7 +273,7 @@ def cmd_search(args) -> int:
         box = (0.0, 0.0, float(w), float(h))
     extractor = extractor_from_store_config(index.store.config, args.weights)
     scale = extractor.region.max_side / max(h, w)
-    check_box(box, w, h, extractor.stride, scale, args.query)
+    check_box(box, w, h, extractor.stride, scale, args.query, args.small_box)
     box = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
     ranking = index.search(index.describe(extractor.describe_box(image, box)), args.top)
     root = Path(index.store.root)
@@ -399,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True)
     p.add_argument("--box", help="x1,y1,x2,y2 in the query image's pixels (default: whole image)")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--small-box", action="store_true",
+                   help="accept a box smaller than one feature cell (pools the cell at its centre)")
     p.add_argument("--pca", default="auto", help="auto (<index>.whitening.npz if present), none, or a path")
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--json", action="store_true")

@@ -178,7 +178,9 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
                     summary.extracted += 1
                     summary.regions += len(ex.regions)
                     if len(ex.regions) == 0:
+                        # Stored with zero regions (it can never be returned by a search).
                         summary.no_region.append(rel_path)
+                        tqdm.write(f"no region found in {base / rel_path} (stored with 0 regions)", file=sys.stderr)
                     bar.set_postfix(regions=f"{summary.regions / max(1, summary.extracted):.1f}/img")
                 bar.update(1)
     return summary
