@@ -258,6 +258,8 @@ def cmd_whiten(args) -> int:
 
 
 def cmd_search(args) -> int:
+    import numpy as np
+
     from dasr.figures import results_panel
     from dasr.images import ImageError, load_image
     from dasr.search import SearchIndex
@@ -290,7 +292,7 @@ def cmd_search(args) -> int:
         panel = []
         for r in rows:
             try:
-                panel.append((load_image(root / r["image"]), __import__("numpy").array(r["box"]), r["score"], None))
+                panel.append((load_image(root / r["image"]), np.array(r["box"]), r["score"], None))
             except ImageError as e:
                 print(f"warning: {e}", file=sys.stderr)
         print(f"figure: {results_panel(image, box, panel, args.figure)}")

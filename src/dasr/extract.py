@@ -14,7 +14,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -117,10 +116,10 @@ def _skip(writer: StoreWriter, summary: ExtractSummary, base: Path, rel_path: st
     tqdm.write(f"skipped {base / rel_path}: {reason}{note}", file=sys.stderr)
 
 
-def regions_record(extraction, feature_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+def regions_record(extraction) -> dict:
     """The per-region arrays a store keeps for one image."""
     r = extraction.regions
-    feats = extraction.features if feature_transform is None else feature_transform(extraction.features)
+    feats = extraction.features
     return {
         "boxes": r.boxes.astype(np.float32),
         "scores": r.scores.astype(np.float32),
