@@ -231,3 +231,30 @@ def test_merge_of_shards_equals_one_run(tmp_path, stores, dasr_cli, sample_image
     rc, _, stderr = dasr_cli("merge", tmp_path / "a.h5", tmp_path / "a.h5", "--out", tmp_path / "x.h5")
     assert rc != 0 and stderr.startswith("dasr: error:")
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.slow
+def test_two_shard_processes_at_once_then_merge(tmp_path, stores, dasr_home, sample_images) -> None:
+    # Two real `dasr extract --shard` processes running at the same time, then `dasr merge`:
+    # the same store as one run.
+    import os
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    procs = [subprocess.Popen([sys.executable, "-m", "dasr.cli", "extract", "--images", os.fspath(sample_images),
+                               "--out", os.fspath(tmp_path / f"s{i}.h5"), *FAST, "--method", "dasr",
+                               "--shard", f"{i}/2", "--quiet"],
+                              env=subprocess_env(dasr_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode(errors="replace")[-2000:]
+    from dasr.store import merge_stores
+
+    merged = merge_stores([tmp_path / "s0.h5", tmp_path / "s1.h5"], tmp_path / "m.h5")
+    whole = RegionStore.open(stores["index"])
+    assert merged.images == whole.images
+    for key in whole.arrays:
+        np.testing.assert_allclose(merged.arrays[key], whole.arrays[key], rtol=0, atol=1e-6, err_msg=key)
