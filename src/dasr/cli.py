@@ -165,7 +165,8 @@ def cmd_classify(args) -> int:
 
         x = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA) if args.backbone == "vgg16" \
             else resize_long_side(image, 224)[0]
-        probs = np.asarray(model(preprocess_caffe(x)[None], training=False))[0]
+        # The ResNet-50 classifier is built on an input tensor, so Keras expects a list of inputs.
+        probs = np.asarray(model([preprocess_caffe(x)[None]], training=False))[0]
         print(image_path)
         for idx in np.argsort(-probs)[: args.top]:
             name = labels[idx] if labels else "?"
