@@ -523,6 +523,20 @@ def test_scalability_flow_with_distractors(tmp_path, monkeypatch):
     assert "0 distractors, exact" in (out / "bootstrap.csv").read_text()
 
 
+def test_scalability_database_rows_follow_the_subsampled_benchmark(tmp_path):
+    from dasr.datasets import Benchmark
+    from dasr.evaluate import subsample_database
+    from dasr.store import RegionStore
+
+    names = ["d", "a", "c", "b"]  # a whole-benchmark store, in another order
+    feats = [np.full((i + 1, 2), i, np.float32) for i in range(4)]  # d: 1 row of 0, a: 2 rows of 1, ...
+    store = RegionStore.open(_write_store(tmp_path / "s.h5", names, feats, {"method": "dasr"}))
+    bench = subsample_database(Benchmark("t", tmp_path, ("a", "b", "c", "d", "e"), (), "instance"), 2)  # a, c, e
+    rows, counts = R._database_rows(store, bench)
+    assert counts.tolist() == [2, 3, 0]  # e was never extracted: no regions
+    assert rows[:, 0].tolist() == [1, 1, 2, 2, 2]
+
+
 # ----------------------------------------------------------------------------- end to end (real stores)
 class ColourExtractor:
     """A stand-in for the network: regions = image quadrants, feature = colour statistics."""

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dasr import metrics
+from dasr import derive, metrics
 from dasr.atomic import atomic_path, atomic_write_bytes
 from dasr.datasets import Benchmark, load_benchmark
 from dasr.extract import extract_collection
 from dasr.extractor import Extractor
 from dasr.images import load_image
 from dasr.search import Ranking, SearchIndex, learn_whitening, whitening_path
-from dasr.store import RegionStore, read_skipped
+from dasr.store import RegionStore, StoreConfigError, diff_configs, read_skipped, store_contents
 
 DEFAULT_KS = (10, 20, 50, 100)
 DEFAULT_PCA_SOURCE = {"instance-track": "paris-landmarks", "paris-landmarks": "instance-track"}
@@ -65,11 +65,30 @@ def ensure_store(extractor: Extractor, bench: Benchmark, work: Path, role: str, 
     out = folder / f"{role}.h5"
     images = benchmark_images(bench, with_queries=(role == "pca-source"))
     if out.is_file() and not Path(f"{out}.parts").exists():
-        store = RegionStore.open(out, expected_config=cfg)
-        if set(images) <= set(store.images) | set(read_skipped(out)):
+        stored_config, stored_images = store_contents(out)
+        lines = diff_configs(stored_config, cfg)
+        if lines:
+            raise StoreConfigError(f"{out}: configuration differs from the stored one ({'; '.join(lines)})")
+        if set(images) <= set(stored_images) | set(read_skipped(out)):
             return out
+    # Another role's finished store of the same configuration may already hold every image
+    # (a benchmark's pca-source holds its database).
+    for other in sorted(folder.glob("*.h5")):
+        if other != out and not Path(f"{other}.parts").exists():
+            stored_config, stored_images = store_contents(other)
+            if not diff_configs(stored_config, cfg) and set(images) <= set(stored_images) | set(read_skipped(other)):
+                return other
     listing = write_list(folder / f"{role}.txt", images)
-    summary = extract_collection(extractor, listing, out, root=bench.root, progress=progress)
+    # Another β, layer or pooling of regions already found: no backprop (see dasr.derive).
+    source = derive.find_source(work / bench.name, role, cfg, images)
+    if source is not None and source.kind == "nms":
+        derive.derive_nms_store(source.path, out, cfg, images, progress=progress)
+        return out
+    regions_from = RegionStore.open(source.path) if source is not None else None
+    if regions_from is not None:
+        print(f"{bench.name} {role}: pooling the regions of {source.path} on {extractor.feature_layer}")
+    summary = extract_collection(extractor, listing, out, root=bench.root, progress=progress,
+                                 regions_from=regions_from)
     print(f"{bench.name} {role}: {summary.line()}")
     return out
 

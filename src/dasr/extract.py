@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from dasr.extractor import Extractor
 from dasr.images import ImageError, list_images, load_image
-from dasr.store import StoreWriter, shard_of
+from dasr.regions import Regions
+from dasr.store import RegionStore, StoreWriter, read_skipped, shard_of
 
 
 @dataclass
@@ -129,10 +130,27 @@ def regions_record(extraction) -> dict:
     }
 
 
+@dataclass
+class _Repooled:
+    """A stored image's regions with features pooled again (what :func:`regions_record` reads)."""
+
+    regions: Regions
+    features: np.ndarray
+
+
+def _repooled(extractor: Extractor, source: RegionStore, rel_path: str, image: np.ndarray) -> _Repooled:
+    try:
+        rows = source.regions_of(source.index(rel_path))
+    except KeyError:
+        raise KeyError(f"not in {source.path}") from None
+    regions = Regions(rows["boxes"], rows["scores"], rows["seeds"], rows["ellipses"], np.zeros(len(rows["boxes"]), np.float32))
+    return _Repooled(regions, extractor.describe_boxes(image, rows["boxes"]))
+
+
 def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str | os.PathLike, *,
                        root: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
                        feature_dtype: str = "float32", progress: bool = True,
-                       limit: int | None = None) -> ExtractSummary:
+                       limit: int | None = None, regions_from: RegionStore | None = None) -> ExtractSummary:
     """Extracts every image of a collection into ``out`` (resuming a partial run).
 
     Args:
@@ -144,6 +162,9 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
       feature_dtype: ``float32`` or ``float16``.
       progress: show a tqdm bar.
       limit: only the first ``limit`` images of the list (before sharding), for quick runs.
+      regions_from: a finished store of these images whose regions differ from the wanted ones
+        only in the feature layer or pooling (see :mod:`dasr.derive`): its boxes are pooled
+        again on one forward pass per image instead of being found by the backprop.
 
     Returns:
       An :class:`ExtractSummary`.
@@ -156,9 +177,13 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
     if shard:
         config["shard"] = f"{shard[0]}/{shard[1]}"
     summary = ExtractSummary()
+    source_skipped = read_skipped(regions_from.path) if regions_from is not None else {}
     with StoreWriter(out, config, str(base), feature_dtype=feature_dtype) as writer:
         todo = [(o, r) for o, r in items if r not in writer.done]
         summary.already_done = len(items) - len(todo)
+        for o, r in [(o, r) for o, r in todo if r in source_skipped]:
+            _skip(writer, summary, base, r, source_skipped[r])
+        todo = [(o, r) for o, r in todo if r not in source_skipped]
         bar = tqdm(total=len(items), initial=summary.already_done, disable=not progress,
                    unit="img", desc=f"extract {extractor.method}", dynamic_ncols=True)
         with bar:
@@ -167,7 +192,7 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
                     _skip(writer, summary, base, rel_path, reason)
                 else:
                     try:
-                        ex = extractor(image)
+                        ex = extractor(image) if regions_from is None else _repooled(extractor, regions_from, rel_path, image)
                     except Exception as e:  # noqa: BLE001 - reported, the run goes on
                         reason = f"{type(e).__name__}: {e}".splitlines()[0]
                         _skip(writer, summary, base, rel_path, reason)

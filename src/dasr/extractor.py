@@ -177,29 +177,50 @@ class Extractor:
             found = np.flatnonzero(kept > 0)
             regions = regions.select(found)
             maps = maps[found]
-        nms_iou = self.region.nms_iou
-        if nms_iou is not None and len(regions):
-            keep = nms(regions.boxes, regions.scores, nms_iou)
-            regions = regions.select(keep)
-            maps = maps[keep] if maps is not None else None
-        features = self.pool(fmap, regions.boxes)
-        # Back to the original image's coordinates (rounding the resized size can overshoot).
+        # Back to the original image's coordinates (rounding the resized size can overshoot);
+        # the features are pooled on the network-input boxes.
+        boxes_input = regions.boxes
         orig_h, orig_w = image_rgb.shape[:2]
-        regions.boxes = np.clip(regions.boxes / scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
+        regions.boxes = np.clip(boxes_input / scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
         regions.ellipses = regions.ellipses.copy()
         regions.ellipses[:, :4] /= scale
+        nms_iou = self.region.nms_iou
+        if nms_iou is not None and len(regions):
+            # On the stored (original-coordinate) boxes and scores, so that a store with NMS is
+            # exactly the kept rows of the same store without it (see dasr.derive).
+            keep = nms(regions.boxes, regions.scores, nms_iou)
+            regions = regions.select(keep)
+            boxes_input = boxes_input[keep]
+            maps = maps[keep] if maps is not None else None
+        features = self.pool(fmap, boxes_input)
         return Extraction(regions, features, scale, (w, h), amap, maps if keep_maps else None)
 
     def describe_box(self, image_rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """The feature of a query box (original image coordinates), pooled like a region's."""
-        x, scale, (w, h), acts = self.forward(image_rgb)
-        fmap = self.feature_map(acts)
         if self.method in GLOBAL_METHODS:
+            x, scale, (w, h), acts = self.forward(image_rgb)
+            fmap = self.feature_map(acts)
             b = np.asarray(box, np.float64) * scale
             cells = pooling.boxes_to_cells(b[None], self.stride, fmap.shape[:2])[0]
             r0, r1, c0, c1 = (int(v) for v in cells)
             return global_descriptor(fmap[r0:r1, c0:c1], self.method).astype(np.float32)
-        return self.pool(fmap, np.asarray(box, np.float32)[None] * scale)[0]
+        return self.describe_boxes(image_rgb, np.asarray(box, np.float32)[None])[0]
+
+    def describe_boxes(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Features of boxes (original image coordinates) on one forward pass, no backprop.
+
+        Re-pools a store's regions on another layer (see :mod:`dasr.derive`): the boxes do not
+        depend on the feature layer.
+
+        Args:
+          image_rgb: the image the boxes belong to.
+          boxes: (n, 4) x1, y1, x2, y2 in its pixels.
+
+        Returns:
+          (n, C) float32 raw features.
+        """
+        x, scale, (w, h), acts = self.forward(image_rgb)
+        return self.pool(self.feature_map(acts), np.asarray(boxes, np.float64).reshape(-1, 4) * scale)
 
 
 def global_descriptor(fmap: np.ndarray, method: str) -> np.ndarray:

@@ -43,7 +43,9 @@ __all__ = [
 # Tolerance (in cell units) when converting pixel coordinates to cells, so that
 # a coordinate that should sit exactly on a cell border but arrives as
 # 63.99999999 / 16 after rescaling does not spill into the neighbouring cell.
-_CELL_TOL = 1e-6
+# 1e-4 cells (0.003 px at stride 32) covers a box stored as float32 in original-image pixels
+# and scaled back (dasr.derive re-pools stored boxes), and is far below any real box change.
+_CELL_TOL = 1e-4
 
 
 def _check_fmap(fmap: np.ndarray) -> np.ndarray:
@@ -77,7 +79,7 @@ def boxes_to_cells(
     (``0..W`` and ``0..H``). A box must always pool at least one cell, so if a
     range is empty after clipping (a degenerate box lying on a cell border, or
     a box outside the map) it is replaced by the single cell containing the
-    box centre, itself clipped to the map. A tolerance of ``1e-6`` cells is
+    box centre, itself clipped to the map. A tolerance of ``1e-4`` cells is
     applied before ``floor``/``ceil`` so that round-off from rescaling does
     not add a spurious extra row or column.
 

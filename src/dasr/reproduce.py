@@ -407,6 +407,26 @@ def _concat_stores(stores) -> tuple[np.ndarray, np.ndarray, list[str]]:
             np.concatenate(counts) if counts else np.zeros(0, np.int64), names)
 
 
+def _database_rows(store, bench) -> tuple[np.ndarray, np.ndarray]:
+    """Features and region counts of ``bench``'s database images, in its order.
+
+    The store may hold more images (a subsampled benchmark reuses the whole one's store); an
+    image it lacks (skipped at extraction) has no regions.
+    """
+    rows, counts = [], []
+    for name in bench.database:
+        try:
+            i = store.index(name)
+        except KeyError:
+            counts.append(0)
+            continue
+        lo, hi = int(store.offsets[i]), int(store.offsets[i + 1])
+        rows.append(np.arange(lo, hi))
+        counts.append(hi - lo)
+    picked = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return store.arrays["features"][picked].astype(np.float32), np.asarray(counts, np.int64)
+
+
 def distractor_stores(cfg: dict, spec: BenchSpec, extractor, limit: int, progress: bool) -> list:
     """Region stores of the distractor images (the first ``limit`` of each folder / list)."""
     from dasr.evaluate import config_hash, ensure_store, write_list
@@ -493,7 +513,7 @@ def run_scalability(cfg: dict, spec: BenchSpec, cell: Cell, extractor, out: Path
     the benchmark's PCA source) and an image scores as its best region.
     """
     from dasr import ann
-    from dasr.evaluate import ensure_store, query_features
+    from dasr.evaluate import ensure_store, query_features, subsample_database
     from dasr.search import learn_whitening, whitening_path
     from dasr.store import RegionStore
     from dasr.whitening import postprocess
@@ -503,7 +523,7 @@ def run_scalability(cfg: dict, spec: BenchSpec, cell: Cell, extractor, out: Path
     idx_cfg = {**INDEX_DEFAULTS, **(cfg.get("index") or {})}
     k = int(cfg["ks"][0]) if cfg["ks"] else 50
     variant = cfg["ap_variant"]
-    bench = load_benchmark(spec.name, spec.root)
+    bench = subsample_database(load_benchmark(spec.name, spec.root), int(cfg["subsample"]))
     db_path = ensure_store(extractor, bench, work, "database", progress)
     db = RegionStore.open(db_path)
     whitening, notes = None, []
@@ -524,7 +544,8 @@ def run_scalability(cfg: dict, spec: BenchSpec, cell: Cell, extractor, out: Path
                                                                      np.zeros(0, np.int64), [])
     available = len(d_counts)
     steps = sorted({min(s, available) for s in wanted})
-    db_feats = postprocess(db.arrays["features"].astype(np.float32), whitening).astype(np.float32)
+    db_raw, db_counts = _database_rows(db, bench)
+    db_feats = postprocess(db_raw, whitening).astype(np.float32)
     d_feats = postprocess(d_feats.astype(np.float32), whitening).astype(np.float32) if len(d_feats) else \
         np.zeros((0, db_feats.shape[1]), np.float32)
     d_offsets = np.r_[0, np.cumsum(d_counts)].astype(np.int64)
@@ -532,7 +553,7 @@ def run_scalability(cfg: dict, spec: BenchSpec, cell: Cell, extractor, out: Path
     for n in steps:
         r_d = int(d_offsets[n])
         feats = np.concatenate([db_feats, d_feats[:r_d]])
-        counts = np.concatenate([np.diff(db.offsets), d_counts[:n]])
+        counts = np.concatenate([db_counts, d_counts[:n]])
         region_image = np.repeat(np.arange(len(counts)), counts)
         n_images = len(counts)
         recall_k = max(1, min(int(idx_cfg["recall_k"]), len(feats)))
@@ -1128,7 +1149,10 @@ def run_experiment(config_path: str | os.PathLike, overrides: Iterable[str] = ()
     entries: list[dict] = []
     total = len(cells) * len(specs)
     step = 0
-    for cell in cells:
+    # No-NMS cells first: the other β of the same regions are then derived from their stores
+    # without the backprop (dasr.derive); the report keeps the config's order.
+    run_order = sorted(cells, key=lambda c: c.beta != "none")
+    for cell in run_order:
         extractor = None
         for spec in specs:
             step += 1
@@ -1158,6 +1182,8 @@ def run_experiment(config_path: str | os.PathLike, overrides: Iterable[str] = ()
         if hasattr(extractor, "backbone"):  # a real network: free it before the next cell builds one
             del extractor
             gc.collect()
+    position = {c.label: i for i, c in enumerate(cells)}
+    entries.sort(key=lambda e: position[e["cell"]["label"]])
     write_report(cfg, entries, paper, out)
     if not quiet:
         print(f"wrote {out}/results.md, results.csv, bootstrap.csv")

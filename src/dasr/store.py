@@ -71,6 +71,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "VOLATILE_CONFIG_KEYS",
+    "store_contents",
     "RegionStore",
     "StoreConfigError",
     "StoreError",
@@ -1124,6 +1125,19 @@ class RegionStore:
         i %= n
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return {key: array[lo:hi] for key, array in self.arrays.items()}
+
+
+def store_contents(path: PathLike) -> tuple[dict[str, Any], list[str]]:
+    """The configuration and image names of a finalized store, without loading its regions.
+
+    Raises:
+      StoreError: missing, unreadable or foreign file.
+    """
+    source = _H5Source(Path(path))
+    try:
+        return source.config, list(source.images)
+    finally:
+        source.close()
 
 
 # ------------------------------------------------------------------------ merge

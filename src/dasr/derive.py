@@ -1,0 +1,134 @@
+"""Region stores computed from other stores, without running the backprop again.
+
+Two settings act only after the regions are found, so a finished store of the same images
+under the same region settings gives a store for them without the backprop, which is nearly
+all of DASR*'s cost:
+
+* the NMS threshold β: NMS runs on the stored boxes and scores (the extractor applies it in
+  original-image coordinates for this reason), so the store for β is exactly the rows of the
+  no-NMS store that NMS at β keeps;
+* the feature layer and the pooling: the boxes do not depend on them, so the stored boxes are
+  pooled again on one forward pass per image (:meth:`dasr.extractor.Extractor.describe_boxes`).
+
+The derived store has the configuration a direct extraction would have and is used like one;
+the experiments (Figs. 4 and 5: one region set, many β or layers) rely on this.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dasr.regions import nms
+from dasr.store import (RegionStore, StoreError, StoreWriter, diff_configs, normalize_config, parts_path,
+                        read_skipped, store_contents)
+
+NMS_KEY = "nms_iou"
+POOLING_KEYS = frozenset({"feature_layer", "pooling"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """A finished store another one can be derived from.
+
+    Attributes:
+      path: the source store.
+      kind: ``nms`` (apply NMS to its rows) or ``repool`` (pool its boxes on another layer).
+    """
+
+    path: Path
+    kind: str
+
+
+def derivation_kind(source_config: dict, target_config: dict) -> str | None:
+    """How a store with ``target_config`` follows from one with ``source_config``, if it does.
+
+    Returns:
+      ``nms`` when they differ only in β and the source has no NMS; ``repool`` when they differ
+      only in the feature layer and/or pooling; None otherwise (or when they are equal).
+    """
+    src, dst = normalize_config(source_config), normalize_config(target_config)
+    if src.get("method") in (None, "gap", "mac", "rmac", "crow"):
+        return None  # a global descriptor has no regions to reuse
+    differing = {line.split(":", 1)[0].strip() for line in diff_configs(src, dst)}
+    if not differing:
+        return None
+    if differing == {NMS_KEY} and src.get(NMS_KEY) is None:
+        return "nms"
+    if differing <= POOLING_KEYS:
+        return "repool"
+    return None
+
+
+def find_source(folder: str | os.PathLike, role: str, config: dict, images: list[str]) -> Source | None:
+    """A finished store under ``folder`` (one subfolder per configuration) to derive from.
+
+    Args:
+      folder: e.g. ``results/stores/<benchmark>``; candidates are ``<folder>/*/<role>.h5``.
+      role: the store's file stem (``database``, ``pca-source``).
+      config: the configuration wanted.
+      images: the images it must hold (stored or recorded as skipped in the source).
+
+    Returns:
+      The best source (``nms`` before ``repool``: it needs no network), or None.
+    """
+    found: list[Source] = []
+    for path in sorted(Path(folder).glob(f"*/{role}.h5")):
+        if parts_path(path).exists():
+            continue  # unfinished
+        try:
+            stored_config, stored_images = store_contents(path)
+        except StoreError:
+            continue
+        kind = derivation_kind(stored_config, config)
+        if kind is None:
+            continue
+        if set(images) <= set(stored_images) | set(read_skipped(path)):
+            found.append(Source(path, kind))
+    found.sort(key=lambda s: s.kind != "nms")
+    return found[0] if found else None
+
+
+def derive_nms_store(source: str | os.PathLike, out: str | os.PathLike, config: dict, images: list[str],
+                     progress: bool = True) -> int:
+    """Writes the store for β = ``config['nms_iou']`` from a no-NMS store of the same images.
+
+    Args:
+      source: the finished no-NMS store.
+      out: the store to write (resumable like any extraction).
+      config: the target configuration (the source's with ``nms_iou`` set).
+      images: image names to include, in list order; images the source skipped stay skipped.
+
+    Returns:
+      The number of images written in this call.
+
+    Raises:
+      ValueError: the configurations do not differ by β alone, or an image is not in the source.
+    """
+    src = RegionStore.open(source)
+    if derivation_kind(src.config, config) != "nms":
+        raise ValueError(f"{out}: cannot be derived from {source} by NMS (their configurations differ otherwise)")
+    beta = float(config[NMS_KEY])
+    skipped = read_skipped(source)
+    written = 0
+    with StoreWriter(out, config, src.root) as writer:
+        todo = [(order, name) for order, name in enumerate(images) if name not in writer.done]
+        for order, name in tqdm(todo, disable=not progress, unit="img", desc=f"NMS beta={beta:g}", dynamic_ncols=True):
+            if name in skipped:
+                writer.skip(name, skipped[name])
+                continue
+            try:
+                i = src.index(name)
+            except KeyError:
+                raise ValueError(f"{source}: has no image {name} (needed for {out})") from None
+            rows = src.regions_of(i)
+            keep = nms(rows["boxes"], rows["scores"], beta) if len(rows["boxes"]) else slice(0, 0)
+            size = tuple(int(v) for v in src.sizes[i])
+            writer.add(name, order, size, {key: value[keep] for key, value in rows.items()})
+            written += 1
+    print(f"{out}: {written} images derived from {source} by NMS at beta={beta:g}", file=sys.stderr)
+    return written
