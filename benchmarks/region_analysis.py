@@ -9,10 +9,17 @@ Two measurements on a benchmark with ground-truth boxes (default: instance-track
    several τ: median region area and best IoU with the ground truth per τ.
 3. ``--seeds N``: seeds per image of DASR (3x3 local maxima) and DASR* (above the mean) over the
    N database images spread evenly over the list (one forward pass each).
+4. ``--context STORE [STORE ...]``: does the benchmark reward the object or its scene?  Every
+   query is searched in each store three times, its feature pooled from (a) the query box, (b)
+   a box of the same size that does not touch the object (the box mirrored through the image
+   centre, else pushed to the far side), (c) the whole query image.  Also: the per-query AP
+   difference between the first store and each other one against the object's size.
 
 Usage:
     python benchmarks/region_analysis.py results/stores/instance-track/dasr-star-*/database.h5
     python benchmarks/region_analysis.py --tau-sweep 14
+    python benchmarks/region_analysis.py --subsample 3 --context \
+        results/stores/instance-track/dasr-star-*/database.h5 results/stores/instance-track/rmac-*/database.h5
 """
 
 from __future__ import annotations
@@ -105,6 +112,69 @@ def seed_counts(bench, n: int) -> str:
                      f"min {min(c)}, max {max(c)}" for m, c in counts.items())
 
 
+def background_box(box, width: int, height: int):
+    """A box of ``box``'s size that does not overlap it, or None when the image has no room."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    cx, cy = width - (x1 + x2) / 2, height - (y1 + y2) / 2  # mirrored through the centre
+    cand = [(cx - w / 2, cy - h / 2)]
+    cand += [(0.0, y1), (width - w, y1), (x1, 0.0), (x1, height - h)]  # far sides
+    for bx, by in cand:
+        bx, by = min(max(bx, 0.0), width - w), min(max(by, 0.0), height - h)
+        b = np.array([bx, by, bx + w, by + h])
+        if box_iou(b[None], np.asarray(box, np.float64)[None])[0, 0] == 0:
+            return tuple(b)
+    return None
+
+
+def context_control(bench, paths: list[str]) -> list[str]:
+    from scipy.stats import spearmanr
+
+    from dasr.cli import extractor_from_store_config
+    from dasr.evaluate import align_rankings, score_query
+    from dasr.images import load_image
+    from dasr.search import SearchIndex
+    from dasr.store import RegionStore
+
+    images = [load_image(bench.root / q.image) for q in bench.queries]
+    boxes = {"object box": [], "background box": [], "whole image": []}
+    for q, img in zip(bench.queries, images):
+        h, w = img.shape[:2]
+        boxes["object box"].append(q.box)
+        boxes["background box"].append(background_box(q.box, w, h))
+        boxes["whole image"].append((0.0, 0.0, float(w), float(h)))
+    size = np.array([(q.box[2] - q.box[0]) * (q.box[3] - q.box[1]) / (im.shape[0] * im.shape[1])
+                     for q, im in zip(bench.queries, images)])
+    lines = [f"context control: {len(bench.queries)} queries, {len(bench.database)} database images, no whitening, "
+             f"AP over the whole list; {sum(b is None for b in boxes['background box'])} queries without room "
+             f"for a background box (left out of that row)"]
+    per_store, methods = [], []
+    for path in paths:
+        store = RegionStore.open(path)
+        methods.append(store.config["method"])
+        ex = extractor_from_store_config(store.config)
+        index = SearchIndex(store, None)
+        row = {}
+        for kind, qboxes in boxes.items():
+            aps = np.full(len(qboxes), np.nan)
+            for qi, (img, box) in enumerate(zip(images, qboxes)):
+                if box is None:
+                    continue
+                ranking = align_rankings(index.search_many(index.describe(ex.describe_box(img, box))[None]), store,
+                                         bench)[0]
+                aps[qi] = score_query(bench, qi, ranking).ap["ap"]
+            row[kind] = aps
+        per_store.append(row)
+        lines.append(f"  {store.config['method']:>10}: " + ", ".join(
+            f"{k} mAP {np.nanmean(v):.3f}" for k, v in row.items()))
+    for method, row in zip(methods[1:], per_store[1:]):
+        diff = per_store[0]["object box"] - row["object box"]
+        rho, pval = spearmanr(size, diff)
+        lines.append(f"  AP({methods[0]}) - AP({method}) vs object area: Spearman rho {rho:+.2f} (p {pval:.2f}); median object area "
+                     f"{100 * np.median(size):.2f}% of the query image")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stores", nargs="*", help="region stores of the benchmark's database")
@@ -113,8 +183,13 @@ def main() -> None:
     p.add_argument("--tau-sweep", type=int, default=0, metavar="N", help="images for the τ sweep (0: none)")
     p.add_argument("--taus", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
     p.add_argument("--seeds", type=int, default=0, metavar="N", help="count seeds on N images (0: no)")
+    p.add_argument("--context", nargs="+", default=[], metavar="STORE",
+                   help="object vs background vs whole-image queries, searched in these stores")
+    p.add_argument("--subsample", type=int, default=1, help="every n-th database image (as the stores were made)")
     args = p.parse_args()
-    bench = load_benchmark(args.benchmark, args.root)
+    from dasr.evaluate import subsample_database
+
+    bench = subsample_database(load_benchmark(args.benchmark, args.root), args.subsample)
     gt = ground_truth(bench)
     for path in args.stores:
         print(store_stats(path, gt))
@@ -122,6 +197,8 @@ def main() -> None:
         print(seed_counts(bench, args.seeds))
     if args.tau_sweep:
         print("\n".join(tau_sweep(bench, args.tau_sweep, tuple(args.taus))))
+    if args.context:
+        print("\n".join(context_control(bench, args.context)))
 
 
 if __name__ == "__main__":

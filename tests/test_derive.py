@@ -91,19 +91,26 @@ def test_ensure_store_derives_instead_of_extracting(backbone, images, tmp_path, 
     names = tuple(sorted(p.name for p in images.iterdir()))
     bench = Benchmark("toy", images, names, (), "instance")
     work = tmp_path / "stores"
-    no_nms = make(backbone, beta=None)
-    first = ensure_store(no_nms, bench, work, "database", progress=False)
-    # another role whose images a finished store of the same configuration already holds
-    assert ensure_store(no_nms, Benchmark("toy", images, names[:2], (), "instance"), work, "queries") == first
-
     calls = []
     real_seed_maps = Extractor.seed_maps
 
-    def counted(self, *args, **kwargs):
+    def counted(self, *args, **kwargs):  # one backprop call per extracted image
         calls.append(1)
         return real_seed_maps(self, *args, **kwargs)
 
     monkeypatch.setattr(Extractor, "seed_maps", counted)
+    no_nms = make(backbone, beta=None)
+    half = Benchmark("toy", images, names[:2], (), "instance")
+    first = ensure_store(no_nms, half, work, "database", progress=False)
+    assert len(calls) == 2
+    # another role of the same configuration: the two stored images are copied, not extracted
+    whole = ensure_store(no_nms, bench, work, "pca-source", progress=False)
+    assert len(calls) == 4 and RegionStore.open(whole).images == list(names)
+    np.testing.assert_array_equal(RegionStore.open(whole).regions_of(1)["features"],
+                                  RegionStore.open(first).regions_of(1)["features"])
+    assert ensure_store(no_nms, half, work, "queries") == first  # a finished store holds them all
+    calls.clear()
+    capsys.readouterr()
     nms_path = ensure_store(make(backbone, beta=0.3), bench, work, "database", progress=False)
     assert "by NMS at beta=0.3" in capsys.readouterr().err
     layer_path = ensure_store(make(backbone, beta=0.3, layer="conv5_block2_out"), bench, work, "database",

@@ -64,12 +64,11 @@ def derivation_kind(source_config: dict, target_config: dict) -> str | None:
     return None
 
 
-def find_source(folder: str | os.PathLike, role: str, config: dict, images: list[str]) -> Source | None:
+def find_source(folder: str | os.PathLike, config: dict, images: list[str]) -> Source | None:
     """A finished store under ``folder`` (one subfolder per configuration) to derive from.
 
     Args:
-      folder: e.g. ``results/stores/<benchmark>``; candidates are ``<folder>/*/<role>.h5``.
-      role: the store's file stem (``database``, ``pca-source``).
+      folder: e.g. ``results/stores/<benchmark>``; candidates are ``<folder>/*/*.h5`` (any role).
       config: the configuration wanted.
       images: the images it must hold (stored or recorded as skipped in the source).
 
@@ -77,7 +76,7 @@ def find_source(folder: str | os.PathLike, role: str, config: dict, images: list
       The best source (``nms`` before ``repool``: it needs no network), or None.
     """
     found: list[Source] = []
-    for path in sorted(Path(folder).glob(f"*/{role}.h5")):
+    for path in sorted(Path(folder).glob("*/*.h5")):
         if parts_path(path).exists():
             continue  # unfinished
         try:
@@ -113,22 +112,53 @@ def derive_nms_store(source: str | os.PathLike, out: str | os.PathLike, config: 
     if derivation_kind(src.config, config) != "nms":
         raise ValueError(f"{out}: cannot be derived from {source} by NMS (their configurations differ otherwise)")
     beta = float(config[NMS_KEY])
-    skipped = read_skipped(source)
+    missing = [name for name in images if name not in set(src.images) | set(read_skipped(source))]
+    if missing:
+        raise ValueError(f"{source}: has no image {missing[0]} (needed for {out})")
+    written = _write_rows(src, out, config, images, lambda rows: nms(rows["boxes"], rows["scores"], beta),
+                          f"NMS beta={beta:g}", progress)
+    print(f"{out}: {written} images derived from {source} by NMS at beta={beta:g}", file=sys.stderr)
+    return written
+
+
+def copy_rows(source: str | os.PathLike, out: str | os.PathLike, config: dict, images: list[str],
+              progress: bool = True) -> int:
+    """Copies into ``out`` the images of ``images`` that ``source`` (same configuration) holds.
+
+    A collection extracted for one role (a benchmark's database) then serves another (its
+    database plus queries) without extracting the shared images twice; the caller extracts the
+    rest into the same, resumable store.
+
+    Returns:
+      The number of images copied in this call.
+
+    Raises:
+      ValueError: the two configurations differ.
+    """
+    src = RegionStore.open(source)
+    lines = diff_configs(src.config, config)
+    if lines:
+        raise ValueError(f"{source}: rows cannot be copied into {out} ({'; '.join(lines)})")
+    held = set(src.images)
+    return _write_rows(src, out, config, [name for name in images if name in held], lambda rows: slice(None),
+                       "copy", progress, orders={name: i for i, name in enumerate(images)})
+
+
+def _write_rows(src: RegionStore, out, config: dict, images: list[str], pick, what: str, progress: bool,
+                orders: dict[str, int] | None = None) -> int:
+    """Writes ``pick(rows)`` of each image of ``images`` (skips copied as skips) into ``out``."""
+    skipped = read_skipped(src.path)
     written = 0
     with StoreWriter(out, config, src.root) as writer:
-        todo = [(order, name) for order, name in enumerate(images) if name not in writer.done]
-        for order, name in tqdm(todo, disable=not progress, unit="img", desc=f"NMS beta={beta:g}", dynamic_ncols=True):
+        todo = [(orders[name] if orders else order, name) for order, name in enumerate(images)
+                if name not in writer.done]
+        for order, name in tqdm(todo, disable=not progress, unit="img", desc=what, dynamic_ncols=True):
             if name in skipped:
                 writer.skip(name, skipped[name])
                 continue
-            try:
-                i = src.index(name)
-            except KeyError:
-                raise ValueError(f"{source}: has no image {name} (needed for {out})") from None
+            i = src.index(name)
             rows = src.regions_of(i)
-            keep = nms(rows["boxes"], rows["scores"], beta) if len(rows["boxes"]) else slice(0, 0)
-            size = tuple(int(v) for v in src.sizes[i])
-            writer.add(name, order, size, {key: value[keep] for key, value in rows.items()})
+            keep = pick(rows) if len(rows["boxes"]) else slice(0, 0)
+            writer.add(name, order, tuple(int(v) for v in src.sizes[i]), {key: value[keep] for key, value in rows.items()})
             written += 1
-    print(f"{out}: {written} images derived from {source} by NMS at beta={beta:g}", file=sys.stderr)
     return written

@@ -55,6 +55,14 @@ def benchmark_images(bench: Benchmark, with_queries: bool = False) -> list[str]:
 def ensure_store(extractor: Extractor, bench: Benchmark, work: Path, role: str, progress: bool = True) -> Path:
     """Extracts ``bench``'s images into ``<work>/<bench>/<method>-<hash>/<role>.h5`` unless done.
 
+    Work already done is reused: a finished store of the same configuration that holds every
+    image is returned as it is (whatever its role); one that holds some of them gives their rows;
+    a store of the same regions with no NMS, or with another feature layer or pooling, gives the
+    store without the backprop (:mod:`dasr.derive`).
+
+    Returns:
+      The path of a finished store holding every image (or its recorded skip).
+
     Args:
       role: ``database`` (the searched images) or ``pca-source`` (database + queries, when the
         benchmark serves as another one's whitening source).
@@ -71,19 +79,22 @@ def ensure_store(extractor: Extractor, bench: Benchmark, work: Path, role: str, 
             raise StoreConfigError(f"{out}: configuration differs from the stored one ({'; '.join(lines)})")
         if set(images) <= set(stored_images) | set(read_skipped(out)):
             return out
-    # Another role's finished store of the same configuration may already hold every image
-    # (a benchmark's pca-source holds its database).
-    for other in sorted(folder.glob("*.h5")):
-        if other != out and not Path(f"{other}.parts").exists():
-            stored_config, stored_images = store_contents(other)
-            if not diff_configs(stored_config, cfg) and set(images) <= set(stored_images) | set(read_skipped(other)):
-                return other
+    # Another role's finished store of this configuration may hold every image (a benchmark's
+    # pca-source holds its database) or some of them (its database, for the pca-source).
+    siblings = [p for p in sorted(folder.glob("*.h5")) if p != out and not Path(f"{p}.parts").exists()]
+    for other in siblings:
+        stored_config, stored_images = store_contents(other)
+        if not diff_configs(stored_config, cfg) and set(images) <= set(stored_images) | set(read_skipped(other)):
+            return other
     listing = write_list(folder / f"{role}.txt", images)
     # Another β, layer or pooling of regions already found: no backprop (see dasr.derive).
-    source = derive.find_source(work / bench.name, role, cfg, images)
+    source = derive.find_source(work / bench.name, cfg, images)
     if source is not None and source.kind == "nms":
         derive.derive_nms_store(source.path, out, cfg, images, progress=progress)
         return out
+    for other in siblings:
+        if not diff_configs(store_contents(other)[0], cfg):
+            derive.copy_rows(other, out, cfg, images, progress=progress)
     regions_from = RegionStore.open(source.path) if source is not None else None
     if regions_from is not None:
         print(f"{bench.name} {role}: pooling the regions of {source.path} on {extractor.feature_layer}")
