@@ -598,6 +598,14 @@ bootstrap = {{ n_boot = 200 }}
     assert float(next(r for r in rows if r["cell"] == "dasr-star" and r["metric"] == "All")["ours"]) > 0.9
     assert (out / "runs" / "instance-track" / "dasr-star" / "results.json").is_file()
     assert (tmp_path / "work" / "instance-track").is_dir() and (tmp_path / "work" / "paris-landmarks").is_dir()
+    # `make figures`: plots replotted, Fig. 6 panels drawn from the DASR* run's rankings
+    figs = tmp_path / "figs.toml"
+    figs.write_text(f'task = "figures"\nexperiments = ["exp"]\nout = "{tmp_path / "figs"}"\n'
+                    '[gallery]\nqueries = 2\ntop = 3\n')
+    index = (R.run_experiment(figs, [], quiet=True) / "results.md").read_text()
+    panels = sorted((out / "runs" / "instance-track" / "dasr-star").glob("fig6-*.png"))
+    assert len(panels) == 2 and all(p.name in index for p in panels)
+    assert not list((out / "runs" / "instance-track" / "gap").glob("fig6-*.png"))
 
     # Table 3's flow on the shipped layout: VLAD over the stores, learned on instance-track.
     t3 = (EXPERIMENTS / "table3.toml").read_text().replace('paper_numbers = "paper_numbers.toml"', "")
@@ -607,4 +615,5 @@ bootstrap = {{ n_boot = 200 }}
                                    f"out={tmp_path / 'out3'}"], quiet=True)
     r3 = json.loads((out3 / "results.json").read_text())["entries"][0]["result"]
     assert r3["task"] == "image-search" and r3["queries"] == 3 and r3["mean"]["ap"] > 0.8
-    assert any((tmp_path / "work" / "paris-landmarks").glob("dasr-star-*/queries.h5"))
+    # paris-landmarks' database and query images were extracted once, as instance-track's PCA source
+    assert [p.name for p in (tmp_path / "work" / "paris-landmarks").glob("dasr-star-*/*.h5")] == ["pca-source.h5"]

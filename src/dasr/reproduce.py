@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "baseline_max_distractors": 0,    # 0 = no cap for methods other than dasr-star
     "index": {},                      # scalability: kind, nbits, m, nlist, nprobe, k_regions, recall_k, exact
     "experiments": [],                # figures: the configs (names next to this file) to redraw
+    "gallery": {"method": "dasr-star", "queries": 3, "top": 10, "pictures_benchmark": "", "pictures": 3},
 }
 TASKS = ("instance", "image-search", "scalability", "figures")
 INDEX_DEFAULTS = {"kind": "ivfpq", "nbits": 8, "m": 0, "nlist": 0, "nprobe": 0, "k_regions": 1000,
@@ -1081,29 +1082,71 @@ def _save_entries(cfg: dict, entries: list[dict], out: Path) -> None:
                                                          default=str).encode())
 
 
+def result_folders(cfg: dict) -> list[Path]:
+    """Every finished run of an experiment config: its ``out`` and ``results/<name>-*`` folders."""
+    default = Path(cfg["out"] or Path("results") / cfg["name"])
+    found = {default, *default.parent.glob(f"{cfg['name']}-*")}
+    return sorted(p for p in found if (p / "results.json").is_file())
+
+
 def redraw_all(cfg: dict, out: Path, quiet: bool = False) -> Path:
-    """``task = "figures"``: redraws every listed experiment that has results; writes an index."""
+    """``task = "figures"``: redraws every run of the listed experiments, adds the pictures, indexes them.
+
+    Every results folder of an experiment (:func:`result_folders`) is replotted from its
+    ``results.json``; instance-search runs also get Fig. 6 panels from the rankings of the
+    ``[gallery]`` method; and Fig. 1/3 region pictures are drawn for a few query images of
+    ``gallery.pictures_benchmark`` (this runs the network on those images only).
+    """
+    from dasr import gallery
     from dasr.atomic import atomic_write_bytes
 
     here = Path(cfg["_path"]).parent
+    pics = cfg["gallery"]
     lines = [f"# {cfg['title'] or 'Figures'}", ""]
+    out.mkdir(parents=True, exist_ok=True)
     for name in cfg["experiments"]:
         path = here / f"{name}.toml"
         sub = load_config(path)
-        sub_out = Path(sub["out"] or Path("results") / sub["name"])
-        if not (sub_out / "results.json").is_file():
+        folders = result_folders(sub)
+        if not folders:
             lines.append(f"- {name}: not run yet (`dasr reproduce {path}`)")
             continue
-        run_experiment(path, ["replot=true"], quiet=quiet)
-        pngs = sorted(sub_out.glob("*.png"))
-        rel = Path(os.path.relpath(sub_out, out))
-        lines.append(f"- {name}: [{sub['title'] or name}]({(rel / 'results.md').as_posix()})")
-        lines += [f"  ![{p.stem}]({(rel / p.name).as_posix()})" for p in pngs]
-    out.mkdir(parents=True, exist_ok=True)
+        for folder in folders:
+            run_experiment(path, ["replot=true", f"out={folder.as_posix()}"], quiet=quiet)
+            pngs = list(folder.glob("*.png"))
+            pngs += _gallery_panels(folder, pics) if sub["task"] == "instance" else []
+            rel = Path(os.path.relpath(folder, out))
+            lines.append(f"- {name}: [{folder.name}]({(rel / 'results.md').as_posix()})")
+            lines += [f"  ![{p.stem}]({Path(os.path.relpath(p, out)).as_posix()})" for p in sorted(set(pngs))]
+    if pics["pictures_benchmark"] and int(pics["pictures"]) > 0:
+        from dasr import cli
+
+        bench = load_benchmark(pics["pictures_benchmark"])
+        args = cli.build_parser().parse_args(["detect", "--method", pics["method"], "x"])
+        written = gallery.region_pictures(cli.build_extractor(args), bench, out, int(pics["pictures"]))
+        lines += ["", f"Figs. 1/3: {pics['method']} regions of {bench.name} query images", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in written]
     atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
     if not quiet:
         print(f"wrote {out}/results.md")
     return out
+
+
+def _gallery_panels(folder: Path, pics: dict) -> list[Path]:
+    """Fig. 6 panels of one instance-search run, from its ``pics['method']`` cells' rankings."""
+    from dasr import gallery
+
+    data = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    roots = {spec.name: spec.root for spec in resolve_benchmarks(data["config"])}
+    written = []
+    for entry in data["entries"]:
+        if entry.get("result") is None or entry["cell"]["method"] != pics["method"]:
+            continue
+        run = folder / "runs" / _slug(entry["benchmark"]) / _slug(entry["cell"]["label"])
+        if (run / "rankings.tsv").is_file():
+            bench = load_benchmark(entry["benchmark"], roots.get(entry["benchmark"]))
+            written += gallery.ranking_panels(run / "rankings.tsv", bench, run, int(pics["queries"]), int(pics["top"]))
+    return written
 
 
 def run_experiment(config_path: str | os.PathLike, overrides: Iterable[str] = (), quiet: bool = False) -> Path:
