@@ -77,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="at most this many seeds per image (default: all, as the method does)")
     p.add_argument("--fast-strides", type=int, nargs="*", default=[8, 16],
                    help="stop strides of the fast mode to measure")
+    p.add_argument("--cascade-strides", type=int, nargs="*", default=[16],
+                   help="coarse strides of the cascade fast mode to measure")
     p.add_argument("--regions", type=int, default=100000, help="database regions for the search benchmark")
     p.add_argument("--queries", type=int, default=100, help="queries for the search benchmark")
     p.add_argument("--dim", type=int, default=2048, help="feature dimension for the search benchmark")
@@ -414,6 +416,17 @@ def tracing_counts(bp) -> dict:
     return out
 
 
+def matched_iou(reference: np.ndarray, boxes: np.ndarray) -> list[float]:
+    """For each reference (faithful, after NMS) box, its best IoU with the fast mode's boxes."""
+    from dasr.metrics import box_iou
+
+    if len(reference) == 0:
+        return []
+    if len(boxes) == 0:
+        return [0.0] * len(reference)
+    return box_iou(np.asarray(reference, np.float64), np.asarray(boxes, np.float64)).max(1).tolist()
+
+
 def seed_boxes(ex, acts, seeds, size) -> tuple[np.ndarray, float, float]:
     """Pre-NMS boxes of ``seeds`` (network-input pixels), with prepare and backprop times."""
     from dasr.backprop import seed_probabilities
@@ -498,12 +511,20 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
             fast[s] = Extractor(backbone, "dasr-star", dataclasses.replace(base, stop_stride=s, backprop_dtype=resolved))
         except ValueError as err:
             rep.errors.append({"section": f"fast stop_stride={s}", "error": str(err)})
+    cascade = {}
+    for s in args.cascade_strides:
+        try:
+            cascade[s] = Extractor(backbone, "dasr-star", dataclasses.replace(base, cascade_stride=s,
+                                                                              backprop_dtype=resolved))
+            cascade[s].bp = star[resolved].bp  # the same full backprop: share its tracing
+        except ValueError as err:
+            rep.errors.append({"section": f"cascade stride={s}", "error": str(err)})
     res["region_config"] = base.as_dict()
 
     # ---- warm-up (tracing) on the first image
     t0 = time.perf_counter()
     warm = load_image(paths[0])
-    for ex in [*star.values(), *fast.values()]:
+    for ex in [*star.values(), *fast.values(), *cascade.values()]:
         warm_up(ex, warm)  # (DASR shares DASR*'s backprop, warmed here)
     res["warmup_s"] = time.perf_counter() - t0
     traces_before = {id(ex.bp): tracing_counts(ex.bp) for ex in [*star.values(), *fast.values()]}
@@ -576,6 +597,7 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
                 gpu_peaks[name].append(gpu_peak_mib(tf, on_gpu))
                 n_seeds = len(find_seeds(ext.activation, name, args.max_seeds)[0])
                 rec["e2e"][name] = {"s": dt, "seeds": int(n_seeds), "regions": int(len(ext.regions))}
+                final = ext.regions.boxes  # ends as DASR*'s: the reference of the fast modes
 
             # fast mode
             rec["fast"] = {}
@@ -587,10 +609,17 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
                 b, prep, back = seed_boxes(ex, acts_s, seeds, (w, h))
                 iou = np.diag(box_iou(b, boxes[resolved])).tolist() if len(seeds) else []
                 rec["fast"][str(s)] = {"s": dt, "regions": int(len(ext.regions)), "prepare_s": prep,
+                                       "matched_iou": matched_iou(final, ext.regions.boxes),
                                        "backprop_s": back,
                                        "per_seed_s": back / len(seeds) if len(seeds) else None,
                                        "backprop_macs_per_seed": fl["backprop"][f"stride{s}"]["macs"],
                                        "iou": iou}
+            rec["cascade"] = {}
+            for s, ex in cascade.items():
+                t0 = time.perf_counter()
+                ext = ex(img)
+                rec["cascade"][str(s)] = {"s": time.perf_counter() - t0, "regions": int(len(ext.regions)),
+                                          "matched_iou": matched_iou(final, ext.regions.boxes)}
         except Exception as err:  # noqa: BLE001
             rec["error"] = f"{type(err).__name__}: {err}"
             rep.errors.append({"section": f"image {path}", "error": rec["error"],
@@ -691,7 +720,14 @@ def run_images(tf, args, rep: Report, on_gpu: bool, peak: dict):
             if n_seeds else None,
             "iou_mean": float(np.mean(iou)) if iou else None,
             "iou_min": float(np.min(iou)) if iou else None,
+            "matched_iou_mean": float(np.mean([v for r in rs for v in r["matched_iou"]])) if rs else None,
         }
+    summ["cascade"] = {}
+    for s in cascade:
+        rs = [r["cascade"][str(s)] for r in ok if str(s) in r.get("cascade", {})]
+        summ["cascade"][str(s)] = {
+            "s": stats(r["s"] for r in rs), "regions": stats(r["regions"] for r in rs),
+            "matched_iou_mean": float(np.mean([v for r in rs for v in r["matched_iou"]])) if rs else None}
 
 
 # ----------------------------------------------------------------------------- search
@@ -815,8 +851,15 @@ def build_table(rep: Report, args):
             r(f"fast stop_stride={st}", "backprop per seed",
               None if f["per_seed_s"] is None else f["per_seed_s"] * 1e3, "ms")
             r(f"fast stop_stride={st}", "work per seed", f["gflop_per_seed"], "GFLOP")
-            r(f"fast stop_stride={st}", "box IoU with faithful, mean / min",
+            r(f"fast stop_stride={st}", "box IoU with faithful, per seed before NMS, mean / min",
               f"{fmt(f['iou_mean'])} / {fmt(f['iou_min'])}")
+            r(f"fast stop_stride={st}", "faithful region's best IoU with a fast region (after NMS), mean",
+              f.get("matched_iou_mean"))
+        for st, f in s.get("cascade", {}).items():
+            r(f"cascade stride={st}", "DASR* time per image", mean_median(f["s"]), "s")
+            r(f"cascade stride={st}", "regions per image", mean_median(f["regions"]))
+            r(f"cascade stride={st}", "faithful region's best IoU with a cascade region (after NMS), mean",
+              f.get("matched_iou_mean"))
         rt = im.get("retraces_during_timing", {})
         r("images", "tf.function retraces while timing", sum(sum(v.values()) for v in rt.values()))
     mem = rep.data.get("memory", {})

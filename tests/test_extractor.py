@@ -87,3 +87,20 @@ def test_config_records_everything(backbone):
         assert key in cfg
     assert cfg["tau"] == 0.2 and cfg["weights"] == "random" and cfg["backprop_dtype"] == "float32"
     assert "tau" not in Extractor(backbone, "gap").config()
+
+
+def test_cascade_keeps_exact_regions_of_its_seeds(backbone, image):
+    full = Extractor(backbone, "dasr-star", RegionConfig(nms_iou=None, max_side=128, backprop_dtype="float32"))(image)
+    ex = Extractor(backbone, "dasr-star", RegionConfig(nms_iou=0.3, max_side=128, cascade_stride=16,
+                                                       backprop_dtype="float32"))
+    assert ex.coarse_bp.map_stride == 16 and ex.config()["cascade_stride"] == 16
+    out = ex(image)
+    assert 0 < len(out.regions) <= len(full.regions)
+    row = {tuple(s): i for i, s in enumerate(full.regions.seeds.tolist())}
+    for seed, box, feat in zip(out.regions.seeds.tolist(), out.regions.boxes, out.features):
+        i = row[tuple(seed)]  # each cascade region is the full-map region of its seed
+        np.testing.assert_allclose(box, full.regions.boxes[i], rtol=1e-6)
+        np.testing.assert_allclose(feat, full.features[i], rtol=1e-5)
+    assert "cascade_stride" not in Extractor(backbone, "dasr-star", RegionConfig(max_side=128)).config()
+    with pytest.raises(ValueError, match="cascade_stride needs NMS"):
+        RegionConfig(nms_iou=None, cascade_stride=16)

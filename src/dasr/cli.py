@@ -41,6 +41,9 @@ def add_region_options(p: argparse.ArgumentParser, default_method: str = "dasr-s
                    help="what plays A in the last step to the pixels (see dasr.backprop)")
     p.add_argument("--stop-stride", type=int, default=1,
                    help="fast mode: stop the backprop at this stride (1 = pixels, the paper)")
+    p.add_argument("--cascade-stride", type=int, default=1,
+                   help="fast mode: choose the seeds that survive NMS on maps stopped at this stride, "
+                        "then compute only their full maps (1 = off, the paper)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="backprop compute type (auto: bfloat16 where the hardware has it)")
     p.add_argument("--strided-conv", default="window", choices=["window", "exact"])
@@ -77,7 +80,7 @@ def build_extractor(args):
     region = RegionConfig(method="dasr" if args.method == "dasr" else "dasr-star", tau=args.tau,
                           nms_iou=nms_iou, weighted_moments=args.weighted_moments, max_side=args.max_side,
                           input_rule=args.input_rule, strided_conv=args.strided_conv,
-                          stop_stride=args.stop_stride, backprop_dtype=args.dtype,
+                          stop_stride=args.stop_stride, cascade_stride=args.cascade_stride, backprop_dtype=args.dtype,
                           seed_chunk=args.seed_chunk, max_seeds=args.max_seeds)
     backbone = make_backbone(args.backbone, args.weights)
     return Extractor(backbone, args.method, region, args.layer, args.pooling, args.fixed_box_side)

@@ -99,6 +99,12 @@ class Extractor:
             input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
             stop_stride=self.region.stop_stride, dtype=self.region.backprop_dtype,
             extra_outputs=(self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
+        self.coarse_bp = None
+        if self.region.cascade_stride > 1 and method in ("dasr", "dasr-star"):
+            self.coarse_bp = ProbabilityBackprop(
+                backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
+                input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
+                stop_stride=self.region.cascade_stride, dtype=self.region.backprop_dtype)
 
     def config(self) -> dict:
         """The flat configuration every store records (and checks on reopening)."""
@@ -113,6 +119,9 @@ class Extractor:
         }
         if self.method in REGION_METHODS:
             cfg.update({k: v for k, v in self.region.as_dict().items() if k not in ("max_side", "method", "seed_chunk")})
+            if cfg["cascade_stride"] == 1:
+                # Off: left out, so stores made before the option existed keep their configuration.
+                del cfg["cascade_stride"]
             if self.method == "fixed-box":
                 cfg["fixed_box_side"] = self.fixed_box_side
         return cfg
@@ -126,14 +135,23 @@ class Extractor:
     def feature_map(self, acts) -> np.ndarray:
         return np.asarray(acts[self.feature_layer][0])
 
-    def seed_maps(self, acts, seeds: np.ndarray) -> np.ndarray:
-        """(S, H, W) probability maps of ``seeds``, back-propagated in chunks."""
-        state = self.bp.prepare(acts)
+    def seed_maps(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None) -> np.ndarray:
+        """(S, H, W) probability maps of ``seeds``, back-propagated in chunks (by ``bp``, default the full one)."""
+        bp = bp or self.bp
+        state = bp.prepare(acts)
         top = acts[self.backbone.top_layer]
         chunk = max(1, self.region.seed_chunk)
-        out = [np.asarray(self.bp.backprop(state, seed_probabilities(top, seeds[i:i + chunk])))
+        out = [np.asarray(bp.backprop(state, seed_probabilities(top, seeds[i:i + chunk])))
                for i in range(0, len(seeds), chunk)]
         return np.concatenate(out, 0) if out else np.zeros((0, 1, 1), np.float32)
+
+    def cascade_survivors(self, acts, seeds: np.ndarray, scores: np.ndarray, scale: float) -> np.ndarray:
+        """Indices (ascending) of the seeds whose coarse boxes survive NMS (the cascade's first stage)."""
+        maps = self.seed_maps(acts, seeds, self.coarse_bp)
+        boxes, _, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments,
+                                            self.coarse_bp.map_stride)
+        found = np.flatnonzero(kept > 0)
+        return np.sort(found[nms(boxes[found] / scale, scores[found], self.region.nms_iou)])
 
     def pool(self, fmap: np.ndarray, boxes_input: np.ndarray) -> np.ndarray:
         """Pools ``fmap`` inside boxes given in network-input pixels."""
@@ -166,6 +184,9 @@ class Extractor:
             ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1)
             kept = np.zeros(len(seeds), np.float32)
         else:
+            if self.coarse_bp is not None and len(seeds):
+                survivors = self.cascade_survivors(acts, seeds, scores, scale)
+                seeds, scores = seeds[survivors], scores[survivors]
             maps = self.seed_maps(acts, seeds)
             cell = self.bp.map_stride
             boxes, ellipses, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments, cell)

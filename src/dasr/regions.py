@@ -38,6 +38,10 @@ class RegionConfig:
       max_side: long side of the network input in pixels.
       input_rule, strided_conv, stop_stride: see :mod:`dasr.backprop` (``stop_stride`` > 1 is
         the fast mode: coarser maps, not the paper's method).
+      cascade_stride: > 1: the cascade fast mode. Every seed first gets a cheap map stopped at
+        this stride; NMS on those coarse boxes picks the seeds that get the full map to the pixels
+        (then the usual NMS).  Each kept region is exactly the paper's region of its seed; only
+        which seeds survive NMS can differ.  Needs NMS; 1 (default) = off.
       backprop_dtype: ``float32``, ``bfloat16`` or ``auto`` (see :func:`dasr.backprop.resolve_dtype`).
       seed_chunk: seeds back-propagated together (bounds memory).
       max_seeds: keep at most this many seeds, the highest first (None = all).
@@ -51,6 +55,7 @@ class RegionConfig:
     input_rule: str = "raw"
     strided_conv: str = "window"
     stop_stride: int = 1
+    cascade_stride: int = 1
     backprop_dtype: str = "auto"
     seed_chunk: int = 16
     max_seeds: int | None = None
@@ -62,6 +67,9 @@ class RegionConfig:
             raise ValueError(f"tau must be in [0, 1), got {self.tau}")
         if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1] or None, got {self.nms_iou}")
+        if self.cascade_stride > 1 and (self.nms_iou is None or self.stop_stride > 1):
+            raise ValueError("cascade_stride needs NMS (its coarse boxes only choose which seeds survive "
+                             "NMS) and full maps (stop_stride 1)")
         if self.max_side < 32:
             raise ValueError(f"max_side must be at least 32, got {self.max_side}")
 
