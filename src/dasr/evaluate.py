@@ -247,7 +247,8 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
     mean = {k: float(np.mean([p.ap[k] for p in per_query])) for k in keys}
     all_ious = [v for p in per_query for v in p.ious]
     loc = metrics.localization_recall(all_ious, IOU_THRESHOLDS) if all_ious else None
-    counts = np.diff(index.store.offsets)
+    in_bench = set(bench.database)  # the store may hold more (a subsampled run reuses the whole one's)
+    counts = np.diff(index.store.offsets)[[name in in_bench for name in index.store.images]]
     result = {
         "benchmark": benchmark,
         "subsample": subsample,
