@@ -160,6 +160,11 @@ def test_parse_override_values():
     assert R.parse_override("index.kind=pq") == (["index", "kind"], "pq")
     assert R.parse_override("distractors=/data/flickr 1m") == (["distractors"], "/data/flickr 1m")
     assert R.parse_override("bench_root=") == (["bench_root"], "")
+    # the shell or make dropped the quotes of a list of strings
+    assert R.parse_override("methods=[dasr, gap]") == (["methods"], ["dasr", "gap"])
+    assert R.parse_override("betas=[0.1, none]") == (["betas"], [0.1, "none"])
+    with pytest.raises(ValueError, match="inline table"):
+        R.parse_override("extractor={max_side=}")
     with pytest.raises(ValueError, match="KEY=VALUE"):
         R.parse_override("bench")
     with pytest.raises(ValueError, match="empty key"):

@@ -137,7 +137,14 @@ def parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text
+        pass
+    if text.startswith("[") and text.endswith("]"):
+        # A list whose quotes the shell (or make) removed: [dasr, gap] -> ["dasr", "gap"].
+        inner = text[1:-1].strip()
+        return [parse_value(item) for item in inner.split(",")] if inner else []
+    if text.startswith("{"):
+        raise ValueError(f"{text!r}: not a valid TOML inline table")
+    return text
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
