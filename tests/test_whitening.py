@@ -122,6 +122,21 @@ def test_negligible_components_are_dropped_or_floored():
     assert np.all(np.isfinite(apply_pca_whitening(np.eye(3), q)))
 
 
+def test_few_vectors_per_dimension_warn_and_enough_do_not():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    with pytest.warns(RuntimeWarning, match=r"learned from 30 vectors for 10 dimensions"):
+        learn_pca_whitening(rng.normal(size=(30, 10)))  # 3 per dimension
+    with pytest.warns(RuntimeWarning, match=r"at most 7"):
+        learn_pca_whitening(rng.normal(size=(30, 10)), dim=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learn_pca_whitening(rng.normal(size=(40, 10)))  # 4 per dimension
+        learn_pca_whitening(rng.normal(size=(30, 10)), dim=7)
+        learn_pca_whitening(rng.normal(size=(30, 10)), whiten=False)  # a rotation amplifies nothing
+
+
 def test_postprocess_pipeline():
     x, _ = _correlated(400)
     p = learn_pca_whitening(l2_normalize(x))

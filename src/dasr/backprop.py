@@ -28,7 +28,7 @@ mean-subtracted image (negative values).  ``input_rule`` chooses what plays ``A`
 
 * ``"raw"`` (default): the non-negative 0..255 image (the network input plus the
   preprocessing mean), the forward pass unchanged.  A mean-subtracted A gives negative
-  relevance and single-pixel maxima (see docs/method.md);
+  relevance and single-pixel maxima (README, "Method decisions");
 * ``"shift"``: the network input shifted by its minimum (as PRM does).
 
 ``stop_stride`` > 1 stops the backprop early, at the lowest tensor of that stride through

@@ -42,6 +42,10 @@ _META_KEY = "meta_json"
 # need tens of GB).
 _CHUNK = 65536
 
+# Fewer learning vectors per whitened dimension than this draws a warning (see
+# learn_pca_whitening).
+_MIN_SAMPLES_PER_DIM = 4
+
 
 def _out_dtype(dtype: np.dtype) -> np.dtype:
     """Keep float32/float64; anything else (ints, float16) becomes float32."""
@@ -155,6 +159,19 @@ def learn_pca_whitening(
         warnings.warn(
             f"PCA-whitening: {dim - n_ok} of {dim} requested components have "
             f"variance below eps * lambda_max = {floor:.3g}; flooring them",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if whiten and n < _MIN_SAMPLES_PER_DIM * dim:
+        # Sample eigenvalues of n vectors in `dim` directions spread out (Marchenko-Pastur):
+        # the smallest come out about (1 - sqrt(dim/n))^2 times too small, so whitening
+        # multiplies the noisiest directions most.  At n = 4 dim that factor is 1/4 (a gain
+        # of 2x on the last component); below it the tail is mostly estimation noise.
+        warnings.warn(
+            f"PCA-whitening learned from {n} vectors for {dim} dimensions: the trailing "
+            f"components are poorly estimated (fewer than {_MIN_SAMPLES_PER_DIM} vectors per "
+            f"dimension); a smaller dim (at most {max(1, n // _MIN_SAMPLES_PER_DIM)}) or a larger "
+            f"learning collection is safer",
             RuntimeWarning,
             stacklevel=2,
         )
