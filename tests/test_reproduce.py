@@ -477,6 +477,7 @@ def test_table3_flow_on_shipped_layout(tmp_path, monkeypatch):
     assert ("paris-landmarks", "queries") in roles
     md = (out / "results.md").read_text()
     assert "n/a (different data)" in md and "capped at 29" in md and "VLAD" in md
+    assert "learned on instance-track" in md and "VLAD codebook learned on instance-track" in md
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert float(next(r for r in rows if r["metric"] == "mAP")["ours"]) > 0.9
     assert (out / "paris-landmarks-ap.png").is_file()

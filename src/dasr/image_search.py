@@ -248,7 +248,9 @@ def evaluate_image_search(extractor: Extractor, benchmark: str, root: str | os.P
     result = image_search_from_stores(bench, RegionStore.open(db_path), RegionStore.open(src_path),
                                       RegionStore.open(q_path) if q_path else None, settings, ks)
     result.update(method=extractor.method, config=extractor.config(), store=os.fspath(db_path))
-    result["pca"]["source"] = src_name
+    result["pca"]["codebook_source"] = src_name
+    if settings.pca != "none":
+        result["pca"]["source"] = src_name
     result["seconds"]["extract"] = t_extract
     if out is not None:
         out = Path(out)

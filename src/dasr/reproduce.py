@@ -907,7 +907,7 @@ def write_report(cfg: dict, entries: list[dict], paper: dict, out: Path) -> dict
     md.append("- APs are fractions; Δ = ours - paper. The paper's number is only shown where the benchmark "
               "is the paper's; on other data it is `n/a (different data)`.")
     if cfg["task"] == "image-search":
-        md.append("- image search: VLAD of the DASR* region features per image; codebook and PCA-whitening "
+        md.append(f"- image search: VLAD of each image's region features ({', '.join(cfg['methods'])}); codebook and PCA-whitening "
                   "learned on the independent collection named below; the AP is the benchmark's own "
                   "(Oxford / Holidays trapezoid).")
     md.append("")
@@ -925,7 +925,8 @@ def write_report(cfg: dict, entries: list[dict], paper: dict, out: Path) -> dict
         md.append("")
         if pca:
             md.append(f"- whitening: {pca.get('pca')}" + (f", learned on {pca['source']}" if pca.get("source") else "")
-                      + (f", {pca['dim']} dims" if pca.get("dim") else "") + (f" ({pca['note']})" if pca.get("note") else ""))
+                      + (f", {pca['dim']} dims" if pca.get("dim") else "") + (f" ({pca['note']})" if pca.get("note") else "")
+                      + (f"; VLAD codebook learned on {pca['codebook_source']}" if pca.get("codebook_source") else ""))
         if first.get("images"):
             md.append(f"- {first['images']} database images, {first.get('queries', '?')} queries")
         for note in first.get("notes") or []:
