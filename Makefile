@@ -8,7 +8,7 @@ SET := $(if $(BENCH),--set bench=$(BENCH),)
 SETS ?=
 
 .PHONY: install demo test test-fast bench reproduce-table1 reproduce-table2 reproduce-table3 \
-        ablation-layers ablation-nms localization scalability figures clean
+        ablation-layers ablation-nms localization scalability figures gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,20 @@ scalability: install
 
 figures: install
 	$(DASR) reproduce experiments/figures.toml $(SET) $(SETS)
+
+# The GPU check's bundle (benchmarks/gpu_check.sh): wheels for the GPU machine's CPython 3.12,
+# float16 weights, GPU_IMAGES instance-track images at GPU_MAX_SIDE and their CPU float32
+# reference boxes, in the ignored folder $(GPU_BUNDLE) (under 64 MiB in all).
+GPU_BUNDLE ?= .gpu
+GPU_IMAGES ?= 50
+GPU_MAX_SIDE ?= 512
+GPU_WHEELS ?= keras==3.15.1 namex==0.1.0 optree==0.20.0
+gpu-bundle: install
+	rm -rf $(GPU_BUNDLE)/wheels
+	$(VENV)/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d $(GPU_BUNDLE)/wheels $(GPU_WHEELS)
+	$(PY) benchmarks/gpu_check.py bundle $(GPU_BUNDLE) --n $(GPU_IMAGES) --max-side $(GPU_MAX_SIDE)
+	du -sh $(GPU_BUNDLE)
 
 clean:
 	rm -rf results .pytest_cache

@@ -1,30 +1,28 @@
 #!/usr/bin/env bash
-# GPU check of the dasr benchmark, for a lent GPU machine (run from anywhere; it cds to the repo).
+# GPU check of the probability backprop on JAX (benchmarks/gpu_check.py), for a lent GPU machine.
 #
-#   bash benchmarks/gpu_check.sh             # writes ${OUT:-results/bench}/bench-gpu.{json,md,log}
+#   bash benchmarks/gpu_check.sh OUT_DIR                 # on the GPU machine: the bundle in .gpu/
+#   bash benchmarks/gpu_check.sh OUT_DIR --smoke --bundle DIR   # this CPU, JAX, a small bundle
 #
-# Needs an NVIDIA GPU and TensorFlow with CUDA. It first checks for the GPU (nvidia-smi -L or
-# /dev/nvidia*) and stops, installing nothing, where there is none. Online, it installs
-# "tensorflow[and-cuda]==2.21.*" into $PYTHON when TensorFlow is missing or sees no GPU; offline it
-# says so and exits non-zero. Installs this package (pip install -e . --no-deps) when `import dasr`
-# fails. Meant to finish in under 5 minutes. GPU_CHECK_INSTALL=0 forbids every pip install.
+# What to bring to the GPU machine: this repository's tracked files plus the ignored folder .gpu/
+# that `make gpu-bundle` fills (under 64 MiB in all):
+#   .gpu/wheels/   keras, namex, optree for CPython 3.12 manylinux: all that machine lacks for
+#                  Keras 3 on its JAX (it has jax with CUDA, numpy, h5py, ml-dtypes, absl-py, rich)
+#   .gpu/resnet50_float16.weights.h5   the cached ImageNet weights in float16 (~43 MiB)
+#   .gpu/images.npz, reference.npz, manifest.json   the resized images (raw uint8) and the CPU
+#                  float32 (TensorFlow) boxes of DASR and DASR* for them
+# Then the one command there: `bash benchmarks/gpu_check.sh /tmp/out` (prints one table, writes
+# /tmp/out/gpu-check.json). It installs the wheels into /tmp/dasr-gpu-site (pip --no-index
+# --no-deps --target: nothing else is touched), checks that `import keras` runs on jax, and runs
+# the check at the bundle's size (512 px) with a limit of GPU_CHECK_TIMEOUT seconds (default 290).
 #
-# Environment (all optional):
-#   PYTHON          interpreter (default python3); pip installs go into its environment
-#   GPU_CHECK_INSTALL  1 (default): pip install what is missing when online; 0: never install
-#   OUT             output folder (default results/bench)
-#   BENCH_IMAGES    --images for bench.py (folder or list file). Default: the shared
-#                   instance-track set, when shared/data/instance-track is found in the repo or a
-#                   parent folder. Make a carryable copy with
-#                   `python3 benchmarks/bench.py --export-images DIR --n 50`.
-#   BENCH_WEIGHTS   --weights for bench.py: imagenet | PATH.weights.h5 | random. Default: imagenet
-#                   when the dasr weight cache holds them, else random (timing only, with a warning).
-#   BENCH_N         timed images (default 50)
-#   BENCH_BUDGET    seconds after which no new image is started (default 150)
-#   BENCH_TIMEOUT   hard limit of the benchmark run in seconds (default 270)
-#   BENCH_ARGS      extra arguments for bench.py
-#   GPU_CHECK_ALLOW_CPU=1  testing aid only: run the rest on a machine without a GPU (implies
-#                   GPU_CHECK_INSTALL=0)
+# --smoke: on a machine without a GPU (JAX_PLATFORMS=cpu), with the interpreter's own keras (the
+# bundle's wheels are for CPython 3.12), on a small bundle made by
+#   python benchmarks/gpu_check.py bundle DIR --n 3 --max-side 128
+# It proves the script end to end; its speeds say nothing about a GPU.
+#
+# Environment: PYTHON (default python3, or .venv/bin/python when it exists), GPU_CHECK_TIMEOUT,
+# GPU_CHECK_ARGS (extra arguments for `gpu_check.py check`, e.g. "--n 20 --seed-chunk 128").
 set -euo pipefail
 
 die() { echo "gpu_check: ERROR: $1" >&2; exit "${2:-1}"; }
@@ -32,138 +30,62 @@ say() { echo "gpu_check: $*"; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$(pwd)
-PY=${PYTHON:-python3}
-OUT_DIR=${OUT:-results/bench}
-TF_SPEC='tensorflow[and-cuda]==2.21.*'
-mkdir -p "$OUT_DIR"
+[[ $# -ge 1 && $1 != -* ]] || die "usage: bash benchmarks/gpu_check.sh OUT_DIR [--smoke] [--bundle DIR]"
+OUT_DIR=$1
+shift
+SMOKE=0
+BUNDLE=.gpu
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --smoke) SMOKE=1 ;;
+    --bundle) BUNDLE=${2:?--bundle needs a folder}; shift ;;
+    *) die "unknown argument $1" ;;
+  esac
+  shift
+done
+DEFAULT_PY=python3
+[[ -x .venv/bin/python && $SMOKE == 1 ]] && DEFAULT_PY=.venv/bin/python
+PY=${PYTHON:-$DEFAULT_PY}
 command -v "$PY" >/dev/null 2>&1 || die "no Python interpreter '$PY' (set PYTHON=...)"
-say "repo $REPO, python $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+for f in manifest.json images.npz reference.npz resnet50_float16.weights.h5; do
+  [[ -f $BUNDLE/$f ]] || die "$BUNDLE/$f is missing: make the bundle with \`make gpu-bundle\` (or gpu_check.py bundle) and bring it along"
+done
+mkdir -p "$OUT_DIR"
+say "repo $REPO, bundle $BUNDLE, python $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 
-online() {
-  timeout 10 "$PY" - <<'EOF' >/dev/null 2>&1
-import urllib.request
-urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=8)
-EOF
-}
-
-# --- the GPU itself: without one, stop before installing anything
-ALLOW_CPU=${GPU_CHECK_ALLOW_CPU:-0}
-[[ $ALLOW_CPU == 1 ]] && GPU_CHECK_INSTALL=0
-if [[ $ALLOW_CPU == 1 ]]; then
-  say "WARNING: GPU_CHECK_ALLOW_CPU=1: no GPU required, nothing installed (testing the script only)"
-elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  nvidia-smi || say "WARNING: nvidia-smi failed"
-elif compgen -G "/dev/nvidia[0-9]*" >/dev/null; then
-  say "WARNING: nvidia-smi missing or failing, but /dev/nvidia* exists"
+export KERAS_BACKEND=jax
+SITE=/tmp/dasr-gpu-site
+if [[ $SMOKE == 1 ]]; then
+  export JAX_PLATFORMS=cpu
+  say "SMOKE: JAX on the CPU, the interpreter's own keras (wheels not installed)"
+  export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 else
-  die "no NVIDIA GPU here (nvidia-smi -L fails and there is no /dev/nvidia*): this check is for a lent GPU machine. Nothing was installed." 2
+  if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L || say "WARNING: nvidia-smi -L failed"; fi
+  compgen -G "$BUNDLE/wheels/*.whl" >/dev/null || die "no wheels in $BUNDLE/wheels (make gpu-bundle)"
+  "$PY" -m pip install -q --no-index --no-deps --target "$SITE" --upgrade "$BUNDLE"/wheels/*.whl \
+    || die "pip install --no-index --no-deps --target $SITE failed (the wheels are for CPython 3.12 manylinux x86_64)"
+  export PYTHONPATH="$SITE:$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# JAX compiles once per image shape and chunk size; a rerun on the same machine reuses them.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/dasr-jax-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0.5}
 
-# --- TensorFlow with CUDA
-tf_gpus() {
-  "$PY" -c 'import os; os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2"); import tensorflow as tf; print(len(tf.config.list_physical_devices("GPU")))' 2>/dev/null | tail -n 1
-}
-IS_ONLINE=
-if [[ ${GPU_CHECK_INSTALL:-1} == 1 ]] && online; then IS_ONLINE=1; fi
-if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
-  if [[ -n $IS_ONLINE ]]; then
-    say "TensorFlow is missing: pip install \"$TF_SPEC\""
-    "$PY" -m pip install -q "$TF_SPEC" || die "pip install \"$TF_SPEC\" failed"
-  else
-    die "TensorFlow with CUDA is required (pip install \"$TF_SPEC\"), but \`$PY -c 'import tensorflow'\` fails and this machine is offline: install it (or carry its wheels) and rerun." 3
-  fi
-fi
-NGPU=$(tf_gpus || true)
-if [[ ${NGPU:-0} -lt 1 ]]; then
-  if [[ -n $IS_ONLINE ]]; then
-    say "TensorFlow sees no GPU (CPU-only build?): pip install \"$TF_SPEC\""
-    "$PY" -m pip install -q "$TF_SPEC" || die "pip install \"$TF_SPEC\" failed"
-    NGPU=$(tf_gpus || true)
-  fi
-  [[ ${NGPU:-0} -ge 1 || $ALLOW_CPU == 1 ]] || die "TensorFlow with CUDA is required: TensorFlow imports but sees no GPU (a CPU-only build such as tensorflow-cpu, or a CUDA/driver mismatch). Install \"$TF_SPEC\" and rerun." 4
-fi
-say "TensorFlow $("$PY" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null | tail -n 1) sees $NGPU GPU(s)"
-
-# --- the other dependencies and the package
-MISSING=$("$PY" - <<'EOF'
-import importlib
-mods = {"keras": "keras>=3.15,<4", "numpy": "numpy>=2.0", "cv2": "opencv-python-headless>=4.8",
-        "PIL": "pillow>=10", "h5py": "h5py<3.15", "faiss": "faiss-cpu>=1.8"}
-missing = []
-for mod, spec in mods.items():
-    try:
-        importlib.import_module(mod)
-    except Exception:
-        missing.append(spec)
-print(" ".join(missing))
+"$PY" - <<'EOF' || die "import keras on jax failed (see above)" 3
+import jax, keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+print(f"gpu_check: keras {keras.__version__} on jax {jax.__version__}, devices {jax.devices()}")
 EOF
-)
-if [[ -n $MISSING ]]; then
-  if [[ -n $IS_ONLINE ]]; then
-    say "installing missing dependencies: $MISSING"
-    # shellcheck disable=SC2086
-    "$PY" -m pip install -q $MISSING || die "pip install $MISSING failed"
-  elif [[ $MISSING == "faiss-cpu>=1.8" ]]; then
-    say "WARNING: faiss is missing and the machine is offline: the faiss searches will be skipped"
-  else
-    die "missing Python packages and offline: $MISSING (install them or carry their wheels)" 5
-  fi
-fi
-if ! "$PY" -c "import dasr" >/dev/null 2>&1; then
-  if [[ ${GPU_CHECK_INSTALL:-1} != 1 ]]; then
-    say "dasr is not importable and installs are off: using PYTHONPATH=$REPO/src"
-    export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
-  else
-  say "dasr is not importable: pip install -e . --no-deps"
-  if ! "$PY" -m pip install -q -e . --no-deps; then
-    say "pip install -e . failed (offline build isolation?); retrying with --no-build-isolation"
-    "$PY" -m pip install -q -e . --no-deps --no-build-isolation \
-      || { say "WARNING: could not install dasr; using PYTHONPATH=$REPO/src"; export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"; }
-  fi
-  fi
-  "$PY" -c "import dasr" || die "dasr still does not import"
-fi
 
-# --- inputs: images and weights
-ARGS=(--n "${BENCH_N:-50}" --max-side 512 --time-budget "${BENCH_BUDGET:-150}" --out "$OUT_DIR/bench-gpu.json")
-if [[ -n ${BENCH_IMAGES:-} ]]; then
-  [[ -e $BENCH_IMAGES ]] || die "BENCH_IMAGES=$BENCH_IMAGES does not exist"
-  ARGS+=(--images "$BENCH_IMAGES")
-else
-  IMG_ROOT=$("$PY" -c 'from dasr.datasets import default_root; print(default_root("instance-track"))')
-  [[ -d $IMG_ROOT/images ]] || die "no images: $IMG_ROOT/images is missing (the shared folder does not travel to this machine). Copy them with \`python3 benchmarks/bench.py --export-images DIR --n 50\` on a machine that has them, bring DIR along and set BENCH_IMAGES=DIR." 6
-fi
-WEIGHTS=${BENCH_WEIGHTS:-}
-if [[ -z $WEIGHTS ]]; then
-  if "$PY" -c 'import sys; from dasr.weights import cached_weights_path; sys.exit(0 if cached_weights_path("resnet50").is_file() else 1)'; then
-    WEIGHTS=imagenet
-  else
-    WEIGHTS=random
-    say "WARNING: no cached ImageNet weights (\$DASR_HOME/weights, default ~/.cache/dasr/weights): using RANDOM weights. Times per seed and FLOP rates stay valid; seeds, regions and IoUs do not. Set BENCH_WEIGHTS=PATH.weights.h5 for real ones."
-  fi
-fi
-ARGS+=(--weights "$WEIGHTS")
+ARGS=(check "$BUNDLE" "$OUT_DIR")
+[[ $SMOKE == 1 ]] && ARGS+=(--smoke --seed-chunk 16)
 # shellcheck disable=SC2206
-ARGS+=(${BENCH_ARGS:-})
-
-# --- the benchmark
-say "running: $PY benchmarks/bench.py ${ARGS[*]}"
+ARGS+=(${GPU_CHECK_ARGS:-})
+say "running: $PY benchmarks/gpu_check.py ${ARGS[*]}"
 set +e
-PYTHONUNBUFFERED=1 timeout --signal=TERM --kill-after=15 "${BENCH_TIMEOUT:-270}" \
-  "$PY" benchmarks/bench.py "${ARGS[@]}" 2>&1 | tee "$OUT_DIR/bench-gpu.log"
+PYTHONUNBUFFERED=1 timeout --signal=TERM --kill-after=15 "${GPU_CHECK_TIMEOUT:-290}" \
+  "$PY" benchmarks/gpu_check.py "${ARGS[@]}" 2>&1 | tee "$OUT_DIR/gpu-check.log"
 RC=${PIPESTATUS[0]}
 set -e
-if [[ $RC -eq 124 || $RC -eq 137 ]]; then
-  die "the benchmark ran past ${BENCH_TIMEOUT:-270} s and was stopped; partial results (sections finished) are in $OUT_DIR/bench-gpu.json" 7
-elif [[ $RC -ne 0 ]]; then
-  die "bench.py exited with $RC (log: $OUT_DIR/bench-gpu.log)" "$RC"
-fi
-"$PY" - "$OUT_DIR/bench-gpu.json" <<'EOF'
-import json, sys
-data = json.load(open(sys.argv[1]))
-errors = data.get("errors", [])
-print(f"gpu_check: {data['meta'].get('device')}: {len(errors)} section error(s)")
-for e in errors:
-    print(f"gpu_check:   {e['section']}: {e['error']}")
-EOF
-say "done: $OUT_DIR/bench-gpu.json, $OUT_DIR/bench-gpu.md, $OUT_DIR/bench-gpu.log"
+[[ $RC -eq 124 || $RC -eq 137 ]] && die "the check ran past ${GPU_CHECK_TIMEOUT:-290} s and was stopped" 7
+[[ $RC -eq 0 ]] || die "gpu_check.py exited with $RC (log: $OUT_DIR/gpu-check.log)" "$RC"
+say "done: $OUT_DIR/gpu-check.json, $OUT_DIR/gpu-check.log"

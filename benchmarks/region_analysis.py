@@ -31,8 +31,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dasr.datasets import load_benchmark  # noqa: E402
-from dasr.metrics import box_iou  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from dasr.eval.datasets import load_benchmark  # noqa: E402
+from dasr.eval.instance import align_rankings, subsample_database  # noqa: E402
+from dasr.eval.scoring import score_query  # noqa: E402
+from dasr.features.spec import ExtractorSpec, extractor_for_store  # noqa: E402
+from dasr.io.images import load_image  # noqa: E402
+from dasr.regions import activation_map, best_iou, box_area, box_iou, find_seeds  # noqa: E402
+from dasr.search import SearchIndex  # noqa: E402
+from dasr.store import RegionStore  # noqa: E402
 
 
 def ground_truth(bench) -> dict[str, np.ndarray]:
@@ -41,8 +49,7 @@ def ground_truth(bench) -> dict[str, np.ndarray]:
 
 
 def store_stats(path: str, gt: dict[str, np.ndarray]) -> str:
-    from dasr.store import RegionStore
-
+    """Regions per image, region and ground-truth areas, and the oracle localisation of one store."""
     s = RegionStore.open(path)
     b = s.arrays["boxes"].astype(np.float64)
     frac = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / np.prod(s.sizes[s.region_image], axis=1)
@@ -52,8 +59,7 @@ def store_stats(path: str, gt: dict[str, np.ndarray]) -> str:
         if name in gt:
             g = gt[name]
             gt_frac.append((g[2] - g[0]) * (g[3] - g[1]) / np.prod(s.sizes[i]))
-            r = s.regions_of(i)["boxes"].astype(np.float64)
-            best.append(box_iou(r, g[None]).max() if len(r) else 0.0)
+            best.append(best_iou(g[None], s.regions_of(i)["boxes"])[0])
     best = np.asarray(best)
     return (f"{path}: {len(s)} images, regions/image mean {counts.mean():.1f} (min {counts.min()}, "
             f"max {counts.max()}); median region area {100 * np.median(frac):.2f}% of the image, median "
@@ -63,12 +69,12 @@ def store_stats(path: str, gt: dict[str, np.ndarray]) -> str:
 
 
 def tau_sweep(bench, n: int, taus: tuple[float, ...]) -> list[str]:
-    from dasr.backbone import build_backbone
-    from dasr.extractor import Extractor
-    from dasr.images import load_image
-    from dasr.regions import RegionConfig, activation_map, ellipses_from_maps, find_seeds
+    """DASR* regions of ``n`` reference images (no NMS) re-thresholded at each τ of ``taus``.
 
-    ex = Extractor(build_backbone(), "dasr-star", RegionConfig(nms_iou=None))
+    The maps come from the pipeline itself (``Extractor(image, keep_maps=True)``) and each τ's
+    boxes from :meth:`Extractor.boxes_from_maps`, as the pipeline makes them at its own τ.
+    """
+    ex = ExtractorSpec.from_options(method="dasr-star", nms_iou=None).build()
     step = max(1, len(bench.queries) // n)
     items = [(bench.database[i], np.asarray(g, np.float64))
              for q in bench.queries[::step][:n] for i, g in sorted(q.positive_boxes.items())[:1]]
@@ -77,15 +83,13 @@ def tau_sweep(bench, n: int, taus: tuple[float, ...]) -> list[str]:
     gt_frac = []
     for name, g in items:
         img = load_image(bench.root / name)
-        gt_frac.append((g[2] - g[0]) * (g[3] - g[1]) / (img.shape[0] * img.shape[1]))
-        _, scale, _, acts = ex.forward(img)
-        seeds, _ = find_seeds(activation_map(np.asarray(acts[ex.backbone.top_layer])), "dasr-star")
-        maps = ex.seed_maps(acts, seeds)
+        image_area = img.shape[0] * img.shape[1]
+        gt_frac.append(box_area(g)[0] / image_area)
+        ext = ex(img, keep_maps=True)
         for t in taus:
-            boxes = ellipses_from_maps(maps, t)[0].astype(np.float64) / scale
-            a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (img.shape[0] * img.shape[1])
-            area[t].append(np.median(a))
-            best[t].append(box_iou(boxes, g[None]).max())
+            boxes = ex.boxes_from_maps(ext.maps, ext.input_size, tau=t)[0].astype(np.float64) / ext.scale
+            area[t].append(np.median(box_area(boxes)) / image_area)
+            best[t].append(best_iou(g[None], boxes)[0])
     lines = [f"tau sweep on {len(items)} images (DASR* seeds, no NMS); median ground-truth area "
              f"{100 * np.median(gt_frac):.2f}% of the image"]
     for t in taus:
@@ -96,12 +100,8 @@ def tau_sweep(bench, n: int, taus: tuple[float, ...]) -> list[str]:
 
 
 def seed_counts(bench, n: int) -> str:
-    from dasr.backbone import build_backbone
-    from dasr.extractor import Extractor
-    from dasr.images import load_image
-    from dasr.regions import activation_map, find_seeds
-
-    ex = Extractor(build_backbone(), "dasr-star")
+    """Seeds per image of DASR and DASR* on the same activation maps."""
+    ex = ExtractorSpec(method="dasr-star").build()
     counts = {"dasr": [], "dasr-star": []}
     for name in bench.database[:: max(1, len(bench.database) // n)][:n]:  # spread over the instances
         _, _, _, acts = ex.forward(load_image(bench.root / name))
@@ -128,14 +128,7 @@ def background_box(box, width: int, height: int):
 
 
 def context_control(bench, paths: list[str]) -> list[str]:
-    from scipy.stats import spearmanr
-
-    from dasr.cli import extractor_from_store_config
-    from dasr.evaluate import align_rankings, score_query
-    from dasr.images import load_image
-    from dasr.search import SearchIndex
-    from dasr.store import RegionStore
-
+    """Object box vs background box vs whole image as the query, searched in each store."""
     images = [load_image(bench.root / q.image) for q in bench.queries]
     boxes = {"object box": [], "background box": [], "whole image": []}
     for q, img in zip(bench.queries, images):
@@ -152,7 +145,7 @@ def context_control(bench, paths: list[str]) -> list[str]:
     for path in paths:
         store = RegionStore.open(path)
         methods.append(store.config["method"])
-        ex = extractor_from_store_config(store.config)
+        ex = extractor_for_store(store.config)
         index = SearchIndex(store, None)
         row = {}
         for kind, qboxes in boxes.items():
@@ -162,7 +155,7 @@ def context_control(bench, paths: list[str]) -> list[str]:
                     continue
                 ranking = align_rankings(index.search_many(index.describe(ex.describe_box(img, box))[None]), store,
                                          bench)[0]
-                aps[qi] = score_query(bench, qi, ranking).ap["ap"]
+                aps[qi] = score_query(bench, qi, ranking.order, ranking.boxes).ap["ap"]
             row[kind] = aps
         per_store.append(row)
         lines.append(f"  {store.config['method']:>10}: " + ", ".join(
@@ -187,8 +180,6 @@ def main() -> None:
                    help="object vs background vs whole-image queries, searched in these stores")
     p.add_argument("--subsample", type=int, default=1, help="every n-th database image (as the stores were made)")
     args = p.parse_args()
-    from dasr.evaluate import subsample_database
-
     bench = subsample_database(load_benchmark(args.benchmark, args.root), args.subsample)
     gt = ground_truth(bench)
     for path in args.stores:

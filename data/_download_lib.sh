@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 dasr_data_root() {
-  # Same default as dasr.datasets.default_root: $DASR_DATA/<name>, DASR_DATA defaults to ~/dasr-data.
+  # Same default as dasr.eval.datasets.default_root: $DASR_DATA/<name>, DASR_DATA defaults to ~/dasr-data.
   echo "${DASR_DATA:-$HOME/dasr-data}/$1"
 }
 

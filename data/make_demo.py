@@ -1,7 +1,9 @@
 """Builds data/demo/ (the bundled demo collection) from the shared instance-track set.
 
-Run once by the maintainers; the result is committed.  It keeps 4 instances, the query and 7
-evenly spaced references of each, with their annotation rows (boxes and provenance) unchanged.
+Run once by the maintainers; the result is committed.  It keeps the 4 instances of the shared
+set whose objects are the largest (see data/demo/README.md), the query and 5 references of each
+(the frame with the largest box in each fifth of the sequence), with their annotation rows
+(boxes and provenance) unchanged.
 
     python data/make_demo.py ../shared/data/instance-track data/demo
 """
@@ -13,8 +15,12 @@ import shutil
 import sys
 from pathlib import Path
 
-INSTANCES = ("car16", "boat1", "FaceOcc1", "DragonBaby")
-REFERENCES_PER_INSTANCE = 7
+INSTANCES = ("FaceOcc1", "Diving", "DragonBaby", "boat1")
+REFERENCES_PER_INSTANCE = 5
+
+
+def box_area(row: dict) -> float:
+    return (float(row["x2"]) - float(row["x1"])) * (float(row["y2"]) - float(row["y1"]))
 
 
 def main(src: str, dst: str) -> None:
@@ -26,8 +32,11 @@ def main(src: str, dst: str) -> None:
         mine = [r for r in rows if r["instance"] == inst]
         query = [r for r in mine if r["role"] == "query"]
         refs = [r for r in mine if r["role"] == "reference"]
-        step = max(1, len(refs) // REFERENCES_PER_INSTANCE)
-        kept += query + refs[::step][:REFERENCES_PER_INSTANCE]
+        # One frame per stretch of the sequence (the instance seen in several poses), the one
+        # where the object is largest (a box of a few cells localises little at 512 pixels).
+        stretches = [refs[len(refs) * k // REFERENCES_PER_INSTANCE: len(refs) * (k + 1) // REFERENCES_PER_INSTANCE]
+                     for k in range(REFERENCES_PER_INSTANCE)]
+        kept += query + [max(stretch, key=box_area) for stretch in stretches]
     for r in kept:
         (dst_p / r["image"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src_p / r["image"], dst_p / r["image"])

@@ -98,55 +98,35 @@ def subprocess_env(dasr_home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def _cached_extractors():
-    """Memoises dasr.cli's network builders for random weights (see the module docstring).
+    """Memoises the library's network builders for random weights (see the module docstring).
 
-    One seeded random backbone for the whole session, and one Extractor per configuration (as
-    recorded in a store), shared by ``build_extractor`` (detect, extract) and
-    ``extractor_from_store_config`` (search).
+    One seeded random backbone per architecture for the whole session, and one Extractor per
+    :class:`~dasr.features.spec.ExtractorSpec`, shared by every command of the session.
     """
-    from dasr import cli
-    from dasr.store import VOLATILE_CONFIG_KEYS, normalize_config
+    from dasr.features.spec import ExtractorSpec
+    from dasr.model import backbone as backbone_module
 
+    real_backbone, real_build = backbone_module.build_backbone, ExtractorSpec.build
     backbones: dict[str, object] = {}
-    by_args: dict[str, object] = {}
-    by_config: dict[str, object] = {}
-    real_backbone = cli.make_backbone
-    real_build, real_from_config = cli.build_extractor, cli.extractor_from_store_config
-    per_command = {"func", "command", "images", "json", "figure", "out", "root", "shard", "float16",
-                   "limit", "quiet"}
+    extractors: dict[ExtractorSpec, object] = {}
 
-    def config_key(config) -> str:
-        plain = normalize_config({k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS})
-        return json.dumps(plain, sort_keys=True)
-
-    def make_backbone(name, weights):
-        if weights not in (None, "random"):
+    def build_backbone(name="resnet50", weights="imagenet"):
+        if weights != "random":
             return real_backbone(name, weights)
         if name not in backbones:
             backbones[name] = real_backbone(name, weights)
         return backbones[name]
 
-    def build_extractor(args):
-        if args.weights != "random":
-            return real_build(args)
-        key = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in per_command})
-        if key not in by_args:
-            extractor = real_build(args)
-            by_args[key] = by_config.setdefault(config_key(extractor.config()), extractor)
-        return by_args[key]
-
-    def extractor_from_store_config(config, weights="imagenet"):
-        if config.get("weights") != "random":
-            return real_from_config(config, weights)
-        key = config_key(config)
-        if key not in by_config:
-            by_config[key] = real_from_config(config, weights)
-        return by_config[key]
+    def build(spec):
+        if spec.weights != "random":
+            return real_build(spec)
+        if spec not in extractors:
+            extractors[spec] = real_build(spec)
+        return extractors[spec]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "make_backbone", make_backbone)
-        mp.setattr(cli, "build_extractor", build_extractor)
-        mp.setattr(cli, "extractor_from_store_config", extractor_from_store_config)
+        mp.setattr(backbone_module, "build_backbone", build_backbone)
+        mp.setattr(ExtractorSpec, "build", build)
         yield
 
 

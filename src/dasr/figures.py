@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Ellipse, Rectangle  # noqa: E402
 
-from dasr.atomic import atomic_path  # noqa: E402
+from dasr.io.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, out: str | os.PathLike) -> Path:
@@ -30,7 +30,7 @@ def detection_figure(image: np.ndarray, extraction, out: str | os.PathLike, max_
 
     Args:
       image: the original RGB image.
-      extraction: a :class:`dasr.extractor.Extraction` made with ``keep_maps=True``.
+      extraction: a :class:`dasr.features.extractor.Extraction` made with ``keep_maps=True``.
       out: PNG path.
       max_maps: how many seed maps to show (highest scores first).
     """

@@ -1,0 +1,303 @@
+"""GPU check of the probability backprop on JAX, and the bundle it runs on.
+
+Two commands (``benchmarks/gpu_check.sh`` runs the second on the GPU machine):
+
+* ``bundle OUT`` (here, on the CPU with TensorFlow; ``make gpu-bundle``): a float16 copy of the
+  cached ImageNet weights, ``--n`` instance-track images resized to ``--max-side`` (raw uint8,
+  so that the GPU machine needs no image decoder) and the CPU float32 reference boxes of DASR
+  and DASR* for them.
+* ``check BUNDLE OUT`` (there, on JAX): the same pipeline on every bundled image, timed, and its
+  boxes matched against the reference; prints one table and writes ``OUT/gpu-check.json``.
+
+The pipeline is the Extractor's region path (forward, seeds, batched backprop, ellipses, NMS)
+composed from the same public functions, without :mod:`dasr.io.images` (OpenCV and Pillow are
+not on the GPU machine); the caffe preprocessing is Keras' own ``preprocess_input``, checked
+against :func:`dasr.io.images.preprocess_caffe` when the bundle is made.  The seeds go through
+the backprop in fixed-size chunks (the last one padded) so that JAX compiles once per image
+shape; the bundle takes images of the most common size, hence one or two shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from dasr.model.backbone import build_backbone
+from dasr.model.backprop import ProbabilityBackprop, resolve_dtype, seed_probabilities
+from dasr.regions import RegionConfig, activation_map, best_iou, ellipses_from_maps, find_seeds, nms
+
+METHODS = ("dasr", "dasr-star")
+WEIGHTS_FILE = "resnet50_float16.weights.h5"
+IMAGES_FILE = "images.npz"
+REFERENCE_FILE = "reference.npz"
+MANIFEST_FILE = "manifest.json"
+# The GPU machine takes 64 MiB per run, the repository's own files (~1 MiB) included.
+BUNDLE_LIMIT_MIB = 62
+# bfloat16 dense tensor-core peak of one H200 (SXM), the denominator of the achieved rate.
+H200_BF16_DENSE_TFLOPS = 790.0
+
+
+# ----------------------------------------------------------------------------- the pipeline
+@dataclass
+class ImageResult:
+    """One image through one method: boxes (network-input pixels, after NMS) and timings."""
+
+    boxes: np.ndarray
+    seeds: int
+    forward_s: float
+    backprop_s: float
+    total_s: float
+
+
+def network_input(rgb: np.ndarray) -> np.ndarray:
+    """(1, H, W, 3) caffe-preprocessed float32 input of a resized uint8 RGB image."""
+    return keras.applications.resnet50.preprocess_input(rgb[None].astype(np.float32))
+
+
+def image_regions(bp: ProbabilityBackprop, top_layer: str, x: np.ndarray, region: RegionConfig,
+                  chunk: int) -> ImageResult:
+    """The region boxes of one image (the Extractor's region path, without pooling)."""
+    t0 = time.perf_counter()
+    acts = bp.forward(x)
+    top = keras.ops.convert_to_numpy(acts[top_layer])
+    t1 = time.perf_counter()
+    seeds, scores = find_seeds(activation_map(top), region.method, region.max_seeds)
+    boxes = np.zeros((0, 4), np.float32)
+    if len(seeds):
+        state = bp.prepare(acts)
+        # Fixed chunk shape: pad the last chunk with copies of the first seed (discarded).
+        padded = np.concatenate([seeds, np.repeat(seeds[:1], -len(seeds) % chunk, 0)])
+        maps = np.concatenate([keras.ops.convert_to_numpy(
+            bp.backprop(state, seed_probabilities(acts[top_layer], padded[i:i + chunk])))
+            for i in range(0, len(padded), chunk)])[:len(seeds)]
+        t2 = time.perf_counter()
+        found_boxes, _, kept = ellipses_from_maps(maps, region.tau, region.weighted_moments, bp.map_stride)
+        h, w = x.shape[1:3]
+        found = np.flatnonzero(kept > 0)
+        boxes = np.clip(found_boxes[found], 0, [w, h, w, h]).astype(np.float32)
+        if region.nms_iou is not None and len(boxes):
+            boxes = boxes[nms(boxes, scores[found], region.nms_iou)]
+    else:
+        t2 = t1
+    return ImageResult(boxes, len(seeds), t1 - t0, t2 - t1, time.perf_counter() - t0)
+
+
+def op_macs(bp: ProbabilityBackprop, height: int, width: int) -> tuple[float, float]:
+    """(forward MACs of the convolutions below the top, MACs of ONE seed's backprop).
+
+    A transposed convolution costs what the convolution costs; pooling is not counted.
+    """
+    size = {bp.input_id: (height, width)}
+    fwd = back = 0.0
+    down = {id(op) for op in bp.ops_down}
+    for op in bp.ops:
+        h, w = size[op.inputs[0]]
+        if op.kind in ("conv", "pool"):
+            kh, kw = op.kernel.shape[:2] if op.kind == "conv" else op.pool_size
+            s = op.strides[0]
+            h, w = ((-(-h // s), -(-w // s)) if op.padding == "SAME"
+                    else ((h - kh) // s + 1, (w - kw) // s + 1))
+            if op.kind == "conv":
+                macs = float(h * w * np.prod(op.kernel.shape))
+                fwd += macs
+                back += macs if id(op) in down else 0.0
+        elif op.kind == "pad":
+            (t, b), (l, r) = op.crop
+            h, w = h + t + b, w + l + r
+        size[op.output] = (h, w)
+    return fwd, back
+
+
+# ----------------------------------------------------------------------------- bundle (CPU)
+def write_float16_weights(src: Path, dst: Path) -> None:
+    """A float16, gzip-compressed copy of a Keras ``.weights.h5`` (loads into float32 variables).
+
+    Values beyond float16's range (conv1's BN moving variance reaches 8e4) keep float32.
+
+    The classifier's ``dense`` top is written as zeros: the backbone is cut below it, and zeros
+    compress to nothing (the file must stay under the GPU machine's 64 MiB).
+    """
+    with h5py.File(src, "r") as fin, h5py.File(dst, "w") as fout:
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                group = fout.require_group(name)
+                group.attrs.update(obj.attrs)
+                return
+            data = obj[()]
+            if np.issubdtype(data.dtype, np.floating):
+                data = np.zeros_like(data) if name.startswith("layers/dense/") else data
+                # A few BN variances exceed float16's range (65504): those small vectors stay float32.
+                if np.abs(data).max(initial=0) <= np.finfo(np.float16).max:
+                    data = data.astype(np.float16)
+            kw = {"compression": "gzip", "compression_opts": 4} if data.ndim else {}
+            fout.create_dataset(name, data=data, **kw).attrs.update(obj.attrs)
+        fout.attrs.update(fin.attrs)
+        fin.visititems(copy)
+
+
+def pick_images(root: Path, n: int) -> list[str]:
+    """``n`` image paths of instance-track's most common size, spread over its instances."""
+    rows = list(csv.DictReader(open(root / "annotations.csv")))
+    sizes = [(r["width"], r["height"]) for r in rows]
+    common = max(set(sizes), key=sizes.count)
+    same = [r["image"] for r, s in zip(rows, sizes) if s == common]
+    step = max(1, len(same) // n)
+    return same[::step][:n]
+
+
+def make_bundle(args) -> None:
+    # Imported here, not at the top: they need OpenCV and Pillow, which the GPU machine lacks
+    # (only the check runs there).
+    from dasr.eval.datasets import default_root
+    from dasr.io.images import IMAGENET_BGR_MEAN, load_image, preprocess_caffe, resize_long_side
+    from dasr.model.weights import cached_weights_path
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(args.weights) if args.weights != "imagenet" else cached_weights_path("resnet50")
+    write_float16_weights(src, out / WEIGHTS_FILE)
+    root = Path(args.images_root) if args.images_root else Path(default_root("instance-track"))
+    names = pick_images(root, args.n)
+    images = [resize_long_side(load_image(root / name), args.max_side)[0] for name in names]
+    for rgb in images:  # the check's preprocessing is the Extractor's
+        if not np.array_equal(network_input(rgb)[0], preprocess_caffe(rgb)):
+            raise RuntimeError("keras preprocess_input differs from dasr.io.images.preprocess_caffe")
+    np.savez_compressed(out / IMAGES_FILE, **{f"image{i}": rgb for i, rgb in enumerate(images)})
+    # The reference: float32 on this CPU, from the float16 file (the weights the check uses).
+    bb = build_backbone("resnet50", weights=out / WEIGHTS_FILE)
+    bp = ProbabilityBackprop(bb.model, bb.top_layer, input_offset=IMAGENET_BGR_MEAN, dtype="float32")
+    ref = {}
+    for method in METHODS:
+        region = RegionConfig(method=method, max_side=args.max_side)
+        for i, rgb in enumerate(images):
+            ref[f"{method}/{i}"] = image_regions(bp, bb.top_layer, network_input(rgb), region, args.seed_chunk).boxes
+            print(f"[bundle] {method} {names[i]}: {len(ref[f'{method}/{i}'])} boxes", flush=True)
+    np.savez_compressed(out / REFERENCE_FILE, **ref)
+    manifest = {"images": names, "max_side": args.max_side, "input_offset": list(IMAGENET_BGR_MEAN),
+                "reference": {"backend": keras.backend.backend(), "dtype": "float32",
+                              "machine": platform.processor() or platform.machine(),
+                              "seed_chunk": args.seed_chunk},
+                "weights_source": str(src)}
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"[bundle] {out}: {len(names)} images at {args.max_side} px, {total / 2**20:.1f} MiB in all")
+    if total > BUNDLE_LIMIT_MIB * 2**20:
+        raise SystemExit(f"the bundle is {total / 2**20:.1f} MiB, over the {BUNDLE_LIMIT_MIB} MiB the GPU machine "
+                         "takes with the repository: make it with fewer images (--n, GPU_IMAGES=)")
+
+
+# ----------------------------------------------------------------------------- check (GPU)
+def device_report() -> dict:
+    """The accelerator and, on JAX, its peak memory so far."""
+    info = {"backend": keras.backend.backend()}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        dev = jax.devices()[0]
+        info.update(platform=dev.platform, device=str(getattr(dev, "device_kind", dev)),
+                    jax=jax.__version__)
+        stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+        info["peak_memory_gib"] = (stats or {}).get("peak_bytes_in_use", 0) / 2**30 if stats else None
+    return info
+
+
+def run_check(args) -> int:
+    bundle, out = Path(args.bundle), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    with np.load(bundle / IMAGES_FILE) as data:
+        images = [data[f"image{i}"] for i in range(len(manifest["images"]))][: args.n]
+    with np.load(bundle / REFERENCE_FILE) as data:
+        reference = {k: data[k] for k in data.files}
+    dtype = resolve_dtype(args.dtype)
+    t0 = time.perf_counter()
+    bb = build_backbone("resnet50", weights=bundle / WEIGHTS_FILE)
+    build_s = time.perf_counter() - t0
+    bp = ProbabilityBackprop(bb.model, bb.top_layer, input_offset=manifest["input_offset"], dtype=dtype)
+    shapes = sorted({rgb.shape[:2] for rgb in images})
+    rows, per_method = [], {}
+    for method in METHODS:
+        region = RegionConfig(method=method, max_side=manifest["max_side"])
+        # Warm-up: one image of each shape compiles forward, prepare and backprop.
+        t0 = time.perf_counter()
+        for shape in shapes:
+            rgb = next(r for r in images if r.shape[:2] == shape)
+            image_regions(bp, bb.top_layer, network_input(rgb), region, args.seed_chunk)
+        warmup_s = time.perf_counter() - t0
+        results = []
+        t0 = time.perf_counter()
+        for rgb in images:
+            results.append(image_regions(bp, bb.top_layer, network_input(rgb), region, args.seed_chunk))
+        wall = time.perf_counter() - t0
+        ious = np.concatenate([best_iou(reference[f"{method}/{i}"], r.boxes) for i, r in enumerate(results)])
+        seeds = sum(r.seeds for r in results)
+        fwd_macs, seed_macs = zip(*(op_macs(bp, *rgb.shape[:2]) for rgb in images))
+        flops = 2.0 * (sum(fwd_macs) + sum(m * r.seeds for m, r in zip(seed_macs, results)))
+        row = {"method": method, "images": len(images), "images_per_s": len(images) / wall,
+               "forward_ms": 1e3 * float(np.median([r.forward_s for r in results])),
+               "backprop_ms_per_seed": 1e3 * sum(r.backprop_s for r in results) / max(seeds, 1),
+               "seeds": seeds, "achieved_tflops": flops / wall / 1e12,
+               "warmup_s": warmup_s, "shapes": len(shapes),
+               "matched_iou_mean": float(ious.mean()) if len(ious) else None,
+               "matched_iou_min": float(ious.min()) if len(ious) else None,
+               "reference_boxes": int(len(ious))}
+        row["fraction_of_peak"] = row["achieved_tflops"] / args.peak_tflops
+        rows.append(row)
+        per_method[method] = [r.boxes.tolist() for r in results]
+    dev = device_report()
+    report = {"device": dev, "dtype": dtype, "max_side": manifest["max_side"], "seed_chunk": args.seed_chunk,
+              "build_s": build_s, "smoke": args.smoke, "peak_tflops": args.peak_tflops, "rows": rows,
+              "python": sys.version.split()[0], "keras": keras.__version__, "boxes": per_method}
+    (out / "gpu-check.json").write_text(json.dumps(report, indent=1))
+    print(f"\n{dev}  dtype {dtype}  {manifest['max_side']} px  chunk {args.seed_chunk}  "
+          f"build {build_s:.1f} s  {'SMOKE (CPU, small)' if args.smoke else ''}")
+    print("| method | img/s | forward ms | backprop ms/seed | seeds | TFLOP/s | % of peak | warm-up s (shapes) "
+          "| matched IoU mean / min | peak GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        iou = "n/a" if r["matched_iou_mean"] is None else f"{r['matched_iou_mean']:.4f} / {r['matched_iou_min']:.4f}"
+        mem = "n/a" if dev.get("peak_memory_gib") is None else f"{dev['peak_memory_gib']:.1f}"
+        print(f"| {r['method']} | {r['images_per_s']:.2f} | {r['forward_ms']:.1f} | {r['backprop_ms_per_seed']:.2f} "
+              f"| {r['seeds']} | {r['achieved_tflops']:.3f} | {100 * r['fraction_of_peak']:.2f} "
+              f"| {r['warmup_s']:.1f} ({r['shapes']}) | {iou} | {mem} |")
+    print(f"\nwritten: {out / 'gpu-check.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bundle", help="make the bundle (CPU, TensorFlow): weights, images, reference boxes")
+    b.add_argument("out", help="bundle folder (make gpu-bundle: .gpu)")
+    b.add_argument("--n", type=int, default=50, help="images")
+    b.add_argument("--max-side", type=int, default=512, help="long side of the network input")
+    b.add_argument("--weights", default="imagenet", help="imagenet (the cache) or a .weights.h5")
+    b.add_argument("--images-root", default=None, help="instance-track folder (default: the shared one)")
+    b.add_argument("--seed-chunk", type=int, default=16)
+    c = sub.add_parser("check", help="run the check (JAX) on a bundle")
+    c.add_argument("bundle")
+    c.add_argument("out", help="folder for gpu-check.json")
+    c.add_argument("--n", type=int, default=None, help="use only the first N bundled images")
+    c.add_argument("--dtype", default="auto", help="backprop dtype (auto: bfloat16 where the hardware has it)")
+    c.add_argument("--seed-chunk", type=int, default=64, help="seeds per backprop call (fixed shape)")
+    c.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
+    c.add_argument("--smoke", action="store_true", help="label the run as the CPU smoke test")
+    args = parser.parse_args(argv)
+    if args.command == "bundle":
+        make_bundle(args)
+        return 0
+    return run_check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

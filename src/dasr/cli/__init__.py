@@ -1,0 +1,48 @@
+"""The ``dasr`` command: argparse only (:mod:`~dasr.cli.parser`, :mod:`~dasr.cli.options`), then
+library calls (:mod:`~dasr.cli.commands`); the library never imports this package.
+
+Errors: a user error (:class:`dasr.errors.UserError` and the library's input errors) is one line,
+``dasr: error: ...``, exit code 2; ``--debug`` (or ``DASR_DEBUG=1``) shows its traceback too.  Any
+other exception is a bug and ends the command with its traceback (exit code 1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+# TensorFlow's start-up chatter buries the output people came for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dasr.cli.parser import build_parser  # noqa: E402 - after the environment above
+from dasr.errors import UserError  # noqa: E402
+from dasr.eval.datasets import DatasetMissingError  # noqa: E402
+from dasr.io.images import ImageError  # noqa: E402
+from dasr.model.weights import WeightsError  # noqa: E402
+from dasr.store import StoreError  # noqa: E402
+
+# The library's input errors that predate UserError.
+USER_ERRORS = (UserError, StoreError, ImageError, DatasetMissingError, WeightsError, ValueError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Image names that are not valid UTF-8 are str with surrogate escapes; a strict stdout (any
+    # UTF-8 locale but C/POSIX) would fail on them: print their original bytes instead, like ls.
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("DASR_DEBUG", "") not in ("", "0")
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        multi_line = isinstance(e, (DatasetMissingError, WeightsError))
+        msg = str(e) if multi_line else (str(e).splitlines() or [type(e).__name__])[0]
+        print(f"dasr: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dasr: interrupted (run the same command again to resume)", file=sys.stderr)
+        return 130
+

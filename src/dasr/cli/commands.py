@@ -1,0 +1,236 @@
+"""The ``dasr`` subcommands: each turns its arguments into library calls and prints the outcome.
+
+Exit codes (one convention for every command): 0 = done; 2 = refused, with one line per
+problem (``dasr: error: FILE: problem``): a bad option, a bad or missing file, an image that
+cannot be read when images are the command's arguments, a collection of which nothing could be
+extracted; 1 = an internal error (a bug), with its traceback; 130 = interrupted.  A collection
+extraction that skips some unreadable images still exits 0: they are reported and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dasr.cli.options import spec_from_args
+from dasr.demo import run_demo
+from dasr.errors import UserError
+from dasr.eval.instance import evaluate, format_table
+from dasr.experiments import ExperimentError, run_experiment
+from dasr.features.spec import extractor_for_store
+from dasr.figures import detection_figure, results_panel
+from dasr.io.atomic import atomic_write_bytes
+from dasr.io.images import ImageError, load_image
+from dasr.io.outputs import check_output_path
+from dasr.model.architectures import classifier_model
+from dasr.model.backbone import RANDOM_WEIGHTS_SEED
+from dasr.model.classify import class_probabilities
+from dasr.model.weights import imagenet_labels, resolve_weights, weights_fingerprint
+from dasr.search import SearchIndex, learn_whitening, whitening_path
+from dasr.search.query import parse_box, search_box
+from dasr.store import RegionStore, merge_stores, parse_shard
+from dasr.store.extract import extract_collection
+
+# The exit code of a command that refused (part of) its input.
+REFUSED = 2
+
+
+class CliError(UserError):
+    """A user error found by a command: printed as one line, exit code 2."""
+
+
+def _weights_path(backbone: str, weights: str) -> Path | None:
+    """The weights file of ``--weights`` (None for ``random``)."""
+    if weights == "random":
+        return None
+    return resolve_weights(backbone, None if weights == "imagenet" else weights)
+
+
+def _report_unreadable(error: ImageError) -> None:
+    print(f"dasr: error: {error}", file=sys.stderr)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    path = _weights_path(args.backbone, args.weights)
+    if path is None:
+        print(f"random: an untrained {args.backbone} seeded with {RANDOM_WEIGHTS_SEED} (no file)")
+    else:
+        print(f"{path}  (weights fingerprint {weights_fingerprint(path)})")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    path = _weights_path(args.backbone, args.weights)
+    if path is None:
+        import keras
+
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
+    model = classifier_model(args.backbone, path)
+    labels = imagenet_labels() if path is not None else None
+    status = 0
+    for image_path in args.images:
+        try:
+            image = load_image(image_path)
+        except ImageError as e:
+            _report_unreadable(e)
+            status = REFUSED
+            continue
+        probs = class_probabilities(model, args.backbone, image)
+        print(image_path)
+        for idx in np.argsort(-probs)[: args.top]:
+            name = labels[idx] if labels else "?"
+            print(f"  {idx:4d}  {name:30s} {probs[idx]:.4f}")
+    return status
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    if args.json and args.json != "-":
+        check_output_path(args.json, args.images, (".json",), "--json")
+    if args.figure:
+        check_output_path(args.figure, args.images, (".png",), "--figure")
+    extractor = spec_from_args(args).build()
+    out = []
+    status = 0
+    for i, image_path in enumerate(args.images):
+        try:
+            image = load_image(image_path)
+        except ImageError as e:
+            _report_unreadable(e)
+            status = REFUSED
+            continue
+        ex = extractor(image, keep_maps=bool(args.figure))
+        regions = ex.regions.to_json()
+        out.append({"image": str(image_path), "width": int(image.shape[1]), "height": int(image.shape[0]),
+                    "method": args.method, "regions": regions})
+        if not args.json:
+            print(f"{image_path}: {len(regions)} regions ({args.method})")
+            for reg in regions:
+                print(f"  box {reg['box']}  score {reg['score']:.3f}  seed {reg['seed']}")
+        if args.figure:
+            fig = Path(args.figure)
+            if len(args.images) > 1:
+                fig = check_output_path(fig.with_name(f"{fig.stem}-{i}{fig.suffix}"), args.images, (".png",),
+                                        "--figure")
+            print(f"figure: {detection_figure(image, ex, fig)}")
+    if args.json:
+        text = json.dumps(out if len(out) != 1 else out[0], indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            atomic_write_bytes(Path(args.json), text.encode())
+            print(f"wrote {args.json}")
+    return status
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    shard = parse_shard(args.shard) if args.shard else None
+    check_output_path(args.out, [args.images], (".h5", ".hdf5"), "--out")
+    extractor = spec_from_args(args).build()
+    summary = extract_collection(extractor, args.images, args.out, root=args.root, shard=shard,
+                                 feature_dtype="float16" if args.float16 else "float32",
+                                 progress=not args.quiet, limit=args.limit)
+    print(summary.line())
+    if summary.skipped:
+        print(f"skipped images are listed in {args.out}.skipped.tsv")
+    if summary.extracted + summary.already_done == 0:
+        raise CliError(f"{args.images}: no image could be extracted")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    check_output_path(args.out, args.shards, (".h5", ".hdf5"), "--out")
+    store = merge_stores(args.shards, args.out)
+    print(f"{args.out}: {len(store)} images, {len(store.region_image)} regions")
+    return 0
+
+
+def cmd_whiten(args: argparse.Namespace) -> int:
+    if Path(args.learn_from).resolve() == Path(args.index).resolve():
+        raise CliError("the whitening must be learned on another collection than the index")
+    index = RegionStore.open(args.index)
+    source = RegionStore.open(args.learn_from, expected_config=index.config)
+    out = check_output_path(args.out or whitening_path(args.index, Path(args.learn_from).stem, args.pca_dim),
+                            [args.index, args.learn_from], (".npz",), "--out")
+    params = learn_whitening(source, out, args.pca_dim)
+    print(f"{out}: PCA-whitening {params['projection'].shape[0]} -> {params['projection'].shape[1]} "
+          f"learned on {len(source.arrays['features'])} regions of {args.learn_from}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    box = parse_box(args.box) if args.box else None
+    if args.figure:
+        check_output_path(args.figure, [args.query, args.index], (".png",), "--figure")
+    index, whitening = SearchIndex.open(args.index, pca=args.pca)
+    try:
+        image = load_image(args.query)
+    except ImageError as e:
+        raise CliError(str(e)) from None
+    extractor = extractor_for_store(index.store.config, args.weights)
+    result = search_box(index, extractor, image, box, args.top, args.query, args.small_box)
+    if result.clipped:
+        print(f"warning: {args.query}: query box {box} extends beyond the {image.shape[1]}x{image.shape[0]} "
+              f"image; clipped to {result.box}", file=sys.stderr)
+    rows = [hit.to_json() for hit in result.hits]
+    if args.json:
+        print(json.dumps({"query": args.query, "box": list(result.box),
+                          "whitening": str(whitening.path) if whitening.path else None, "results": rows}, indent=1))
+    else:
+        print(whitening.describe())
+        for r in rows:
+            print(f"{r['rank']:3d}  {r['score']:.4f}  {r['image']}  box {r['box']}")
+    if args.figure:
+        root = Path(index.store.root)
+        panel = []
+        for hit in result.hits:
+            try:
+                panel.append((load_image(root / hit.image), np.array(hit.box), hit.score, None))
+            except ImageError as e:
+                print(f"warning: {e}", file=sys.stderr)
+        print(f"figure: {results_panel(image, result.box, panel, args.figure)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    extractor = spec_from_args(args).build()
+    out = args.out or f"results/evaluate/{args.benchmark}/{args.method}"
+    pca, source = ("none", None) if args.pca == "none" else ("other", None if args.pca == "auto" else args.pca)
+    result = evaluate(extractor, args.benchmark, args.root, work=args.work, pca=pca, pca_benchmark=source,
+                      pca_dim=args.pca_dim, out=out, progress=not args.quiet, subsample=args.subsample)
+    print(format_table([result], variant=args.ap_variant))
+    if isinstance(result.ap_definition, dict):
+        print(f"AP@k: {args.ap_variant} = {result.ap_definition[args.ap_variant]}")
+    print(f"wrote {out}/results.json and {out}/rankings.tsv")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The README's main job: DASR*, the fixed-box control and GAP on the bundled demo collection."""
+    report = run_demo(spec_from_args(args), args.root, args.out, progress=not args.quiet)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Flask is an optional extra (dasr[serve]): only this command imports it.
+    try:
+        from dasr.serve import serve
+    except ModuleNotFoundError as e:
+        raise CliError(f"dasr serve needs {e.name}: pip install 'dasr[serve]'") from None
+    serve(args.index, args.host, args.port, args.pca, args.weights, args.benchmark, args.benchmark_root)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Exit code 1 when some cells failed: the others' report is written, the failures are listed."""
+    try:
+        run_experiment(args.config, args.set or [], quiet=args.quiet)
+    except ExperimentError as e:
+        print(f"dasr: error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,99 @@
+"""Option groups shared by several subcommands, the value types with their ranges, and the
+one translation of region options into an :class:`~dasr.features.spec.ExtractorSpec`.
+
+Every numeric option has a range, checked by argparse before any work (a bad value is one line
+and exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from dasr.features.methods import ALL_METHODS
+from dasr.features.spec import BACKBONES, POOLINGS, ExtractorSpec
+from dasr.model.backprop import INPUT_RULES, STRIDED_CONV_RULES
+from dasr.regions import METHOD_DEFAULT
+
+# ----------------------------------------------------------------------------- value types
+def _number(text: str, kind: type, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise argparse.ArgumentTypeError(f"{text} must be {'>' if lo_open else '>='} {lo:g}")
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        raise argparse.ArgumentTypeError(f"{text} must be {'<' if hi_open else '<='} {hi:g}")
+    return value
+
+
+def int_at_least(lo: int):
+    def parse(text: str) -> int:
+        return _number(text, int, lo, None, False, False)
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def float_between(lo: float, hi: float | None, lo_open: bool = False, hi_open: bool = False):
+    def parse(text: str) -> float:
+        return _number(text, float, lo, hi, lo_open, hi_open)
+
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE_INT = int_at_least(1)
+
+
+# ----------------------------------------------------------------------------- option groups
+def add_backbone_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", default="resnet50", choices=BACKBONES)
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (cache, Keras download, npm export), 'random' (an untrained seeded "
+                        "network) or a .weights.h5 path (used as given, never replaced)")
+
+
+def add_region_options(p: argparse.ArgumentParser) -> None:
+    """The extractor's options (:class:`~dasr.features.spec.ExtractorSpec`)."""
+    add_backbone_options(p)
+    p.add_argument("--method", default="dasr-star", choices=ALL_METHODS)
+    p.add_argument("--layer", default=None, help="feature layer (default conv5_block1_out / block5_conv3)")
+    p.add_argument("--pooling", default="avg", choices=POOLINGS)
+    p.add_argument("--tau", type=float_between(0.0, 1.0, hi_open=True), default=0.1,
+                   help="threshold on the max-normalised map (τ, in [0, 1))")
+    p.add_argument("--beta", type=float_between(0.0, 1.0, lo_open=True), default=None,
+                   help="NMS IoU (β, in (0, 1]); default 0.3 for dasr-star, no NMS for dasr")
+    p.add_argument("--no-nms", action="store_true", help="no NMS, whatever the method")
+    p.add_argument("--weighted-moments", action="store_true", help="weight the ellipse moments by the map")
+    p.add_argument("--max-side", type=int_at_least(32), default=512, help="long side of the network input")
+    p.add_argument("--input-rule", default="raw", choices=INPUT_RULES,
+                   help="what plays A in the last step to the pixels (see dasr.model.backprop)")
+    p.add_argument("--stop-stride", type=POSITIVE_INT, default=1,
+                   help="fast mode: stop the backprop at this stride (1 = pixels, the paper)")
+    p.add_argument("--cascade-stride", type=POSITIVE_INT, default=1,
+                   help="fast mode: choose the seeds that survive NMS on maps stopped at this stride, "
+                        "then compute only their full maps (1 = off, the paper)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="backprop compute type (auto: bfloat16 where the hardware computes it)")
+    p.add_argument("--strided-conv", default="window", choices=STRIDED_CONV_RULES)
+    p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")
+    p.add_argument("--max-seeds", type=POSITIVE_INT, default=None)
+    p.add_argument("--fixed-box-side", type=float_between(0.0, None, lo_open=True), default=96.0,
+                   help="box side (network-input pixels) of the fixed-box control")
+
+
+def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
+    """The extractor the region options ask for."""
+    nms_iou = None if args.no_nms else (args.beta if args.beta is not None else METHOD_DEFAULT)
+    return ExtractorSpec.from_options(
+        method=args.method, backbone=args.backbone, weights=args.weights, feature_layer=args.layer,
+        pooling=args.pooling, fixed_box_side=args.fixed_box_side, tau=args.tau, nms_iou=nms_iou,
+        weighted_moments=args.weighted_moments, max_side=args.max_side, input_rule=args.input_rule,
+        strided_conv=args.strided_conv, stop_stride=args.stop_stride, cascade_stride=args.cascade_stride,
+        backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds)
+
+

@@ -1,0 +1,119 @@
+"""The ``dasr`` command line: every subcommand and its options (the commands: :mod:`dasr.cli.commands`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dasr import __version__
+from dasr.cli import commands as c
+from dasr.cli.options import POSITIVE_INT, add_backbone_options, add_region_options, int_at_least
+
+DESCRIPTION = ("DASR instance search: salient regions of images by probability backprop in an ImageNet "
+               "classifier, region stores, search and evaluation.")
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dasr", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"dasr {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also DASR_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("weights", help="resolve, convert and cache the ImageNet weights; print their path")
+    add_backbone_options(p)
+    p.set_defaults(func=c.cmd_weights)
+
+    p = sub.add_parser("classify", help="top-5 ImageNet classes of images (proves the weights are real)")
+    add_backbone_options(p)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top", type=int_at_least(1), default=5)
+    p.set_defaults(func=c.cmd_classify)
+
+    p = sub.add_parser("detect", help="salient regions of images (DASR / DASR*)")
+    add_region_options(p)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", help="write the regions as JSON to this file ('-': stdout)")
+    p.add_argument("--figure", help="PNG like the paper's Figs. 1/3 (one per image)")
+    p.set_defaults(func=c.cmd_detect)
+
+    p = sub.add_parser("extract", help="regions and features of a collection into an HDF5 store (resumable)")
+    add_region_options(p)
+    p.add_argument("images", help="a folder (searched recursively) or a text file of image paths")
+    p.add_argument("--root", help="the stored paths are relative to this folder")
+    p.add_argument("--out", required=True, help="store path (.h5)")
+    p.add_argument("--shard", help="i/n: only every n-th image starting at i (0-based)")
+    p.add_argument("--float16", action="store_true", help="store features as float16")
+    p.add_argument("--limit", type=POSITIVE_INT, help="only the first N images")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=c.cmd_extract)
+
+    p = sub.add_parser("merge", help="join shard stores into one")
+    p.add_argument("shards", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=c.cmd_merge)
+
+    p = sub.add_parser("whiten", help="learn an index's PCA-whitening on another collection's store")
+    p.add_argument("--index", required=True)
+    p.add_argument("--learn-from", required=True, help="store of ANOTHER collection, same configuration")
+    p.add_argument("--pca-dim", type=POSITIVE_INT, default=None,
+                   help="output dimension (default: every usable component)")
+    p.add_argument("--out", help="default <index>.whitening-<source>-<dim>.npz")
+    p.set_defaults(func=c.cmd_whiten)
+
+    p = sub.add_parser("search", help="find a query instance (image + box) in an index")
+    p.add_argument("--index", required=True)
+    p.add_argument("--query", required=True)
+    p.add_argument("--box", help="x1,y1,x2,y2 in the query image's pixels (default: whole image)")
+    p.add_argument("--top", type=POSITIVE_INT, default=10)
+    p.add_argument("--small-box", action="store_true",
+                   help="accept a box smaller than one feature cell (pools the cell at its centre)")
+    p.add_argument("--pca", default="auto",
+                   help="auto (the one whitening file next to the index, if any), none, or a whitening file")
+    p.add_argument("--weights", default=None,
+                   help="the index's weights file, when they are not the cached ImageNet ones")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--figure", help="PNG panel like the paper's Fig. 6")
+    p.set_defaults(func=c.cmd_search)
+
+    p = sub.add_parser("evaluate", help="mAP@k and localization on a benchmark")
+    add_region_options(p)
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--root", default=None)
+    p.add_argument("--pca", default="auto",
+                   help="the whitening's collection: auto (the benchmark's usual other collection), "
+                        "none, or a benchmark name")
+    p.add_argument("--pca-dim", type=POSITIVE_INT, default=None)
+    p.add_argument("--work", default="results/stores", help="where stores are kept and reused")
+    p.add_argument("--out", default=None)
+    p.add_argument("--ap-variant", default="truncated", choices=["truncated", "min"])
+    p.add_argument("--subsample", type=POSITIVE_INT, default=1,
+                   help="keep every n-th database image (quick runs; the table says so)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=c.cmd_evaluate)
+
+    p = sub.add_parser("demo", help="DASR* vs global average pooling on the bundled demo collection")
+    add_region_options(p)
+    p.add_argument("--root", default="data/demo", help="an instance-track style folder")
+    p.add_argument("--out", default="results/demo")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=c.cmd_demo)
+
+    p = sub.add_parser("serve", help="a local search page over an index: draw a box, see where the instance is")
+    p.add_argument("--index", required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int_at_least(0), default=8000, help="port (0: any free one)")
+    p.add_argument("--pca", default="auto",
+                   help="auto (the one whitening file next to the index, if any), none, or a whitening file")
+    p.add_argument("--weights", default=None,
+                   help="the index's weights file, when they are not the cached ImageNet ones")
+    p.add_argument("--benchmark", help="the benchmark the index was extracted from: relevance marks and AP")
+    p.add_argument("--benchmark-root", help="that benchmark's folder (default: its usual place)")
+    p.set_defaults(func=c.cmd_serve)
+
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments from a config file")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=c.cmd_reproduce)
+    return parser

@@ -1,0 +1,235 @@
+"""Benchmark runs: extract (or reuse) the stores, learn the whitening elsewhere, score queries.
+
+The PCA-whitening is always learned on ANOTHER collection than the one searched (as the paper
+and the authors' code do): by default instance-track <-> paris-landmarks, and
+paris-landmarks for every other benchmark (:func:`dasr.eval.pca_source.pca_source`).  Stores live
+under ``<work>/<benchmark>/<method>-<config hash>/`` and are reused when the configuration matches.
+Queries are scored by :func:`dasr.eval.scoring.score_query` (the benchmark's own AP) and the run
+is returned as a :class:`dasr.eval.records.SearchResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dasr.errors import InputError
+from dasr.eval import metrics
+from dasr.io.atomic import atomic_path, atomic_write_bytes
+from dasr.eval.datasets import Benchmark, load_benchmark
+from dasr.eval.pca_source import pca_source
+from dasr.eval.records import SearchResult, WhiteningInfo, mean_scores
+from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_query
+from dasr.features.extractor import Extractor
+from dasr.io.images import load_image
+from dasr.search import Ranking, SearchIndex, learn_whitening, whitening_path
+from dasr.store import RegionStore
+from dasr.store.cache import ensure_store
+
+__all__ = ["IOU_THRESHOLDS", "align_rankings", "benchmark_images",
+           "benchmark_store", "evaluate", "format_table", "query_features", "subsample_database",
+           "write_results"]
+
+IOU_THRESHOLDS = metrics.DEFAULT_IOU_THRESHOLDS
+
+
+def benchmark_images(bench: Benchmark, with_queries: bool = False) -> list[str]:
+    """The database images, plus (for a PCA source) the query images not in it."""
+    images = list(bench.database)
+    if with_queries:
+        seen = set(images)
+        images += [q.image for q in bench.queries if q.image not in seen and not seen.add(q.image)]
+    return images
+
+
+def benchmark_store(extractor: Extractor, bench: Benchmark, work: Path, role: str, progress: bool = True) -> Path:
+    """The finished store of ``bench``'s images for ``role`` (:func:`dasr.store.cache.ensure_store`).
+
+    Args:
+      role: ``database`` (the searched images) or ``pca-source`` (database + queries, when the
+        benchmark serves as another one's whitening source); any other role stores the database.
+
+    Returns:
+      ``<work>/<bench>/<method>-<hash>/<role>.h5``, or a finished store holding the same images.
+    """
+    images = benchmark_images(bench, with_queries=(role == "pca-source"))
+    return ensure_store(extractor, bench.name, bench.root, images, work, role, progress)
+
+
+def subsample_database(bench: Benchmark, every: int) -> Benchmark:
+    """Keeps every ``every``-th database image (for quick runs); queries keep their remaining positives.
+
+    Raises:
+      ValueError: a query would be left without any positive.
+    """
+    if every <= 1:
+        return bench
+    keep = list(range(0, len(bench.database), every))
+    new_index = {old: new for new, old in enumerate(keep)}
+    queries = []
+    for q in bench.queries:
+        pos = tuple(new_index[i] for i in q.positives if i in new_index)
+        if not pos:
+            raise InputError(f"{bench.name}: subsampling by {every} leaves query {q.name} without positives")
+        boxes = {new_index[i]: b for i, b in (q.positive_boxes or {}).items() if i in new_index} or None
+        queries.append(dataclasses.replace(q, positives=pos, junk=tuple(new_index[i] for i in q.junk if i in new_index),
+                                           positive_boxes=boxes))
+    return dataclasses.replace(bench, database=tuple(bench.database[i] for i in keep), queries=tuple(queries))
+
+
+def align_rankings(rankings: list[Ranking], store: RegionStore, bench: Benchmark) -> list[Ranking]:
+    """Store image indices -> benchmark database indices.
+
+    Store images outside the benchmark are dropped; benchmark images missing from the store
+    (skipped as unreadable) are ranked last with no box, so they count as misses.
+    """
+    position = {name: i for i, name in enumerate(bench.database)}
+    to_bench = np.array([position.get(name, -1) for name in store.images], np.int64)
+    missing = np.setdiff1d(np.arange(len(bench.database)), to_bench[to_bench >= 0])
+    out = []
+    for r in rankings:
+        mapped = to_bench[r.order]
+        keep = mapped >= 0
+        out.append(Ranking(np.concatenate([mapped[keep], missing]),
+                           np.concatenate([r.scores[keep], np.full(len(missing), -np.inf, np.float32)]),
+                           np.concatenate([r.regions[keep], np.full(len(missing), -1, np.int64)]),
+                           np.concatenate([r.boxes[keep], np.full((len(missing), 4), np.nan, np.float32)])))
+    return out
+
+
+def query_features(extractor: Extractor, bench: Benchmark, cache: Path, progress: bool = True) -> np.ndarray:
+    """Raw query features (pooled in the query box), cached in ``cache`` (npz)."""
+    if cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        if list(data["names"]) == [q.name for q in bench.queries]:
+            return data["features"]
+    feats = []
+    for q in tqdm(bench.queries, desc="queries", disable=not progress, unit="q"):
+        image = load_image(bench.root / q.image)
+        box = q.box or (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+        feats.append(extractor.describe_box(image, box))
+    feats = np.stack(feats).astype(np.float32)
+    with atomic_path(cache, suffix=".npz") as tmp:
+        np.savez(tmp, features=feats, names=np.array([q.name for q in bench.queries]))
+    return feats
+
+
+def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | None = None, *,
+             work: str | os.PathLike = "results/stores", pca: str = "other", pca_benchmark: str | None = None,
+             pca_root: str | os.PathLike | None = None, pca_dim: int | None = None, ks=DEFAULT_KS,
+             out: str | os.PathLike | None = None, progress: bool = True, subsample: int = 1,
+             protocol: str | None = None) -> SearchResult:
+    """Runs one method on one benchmark and returns (and optionally writes) the results.
+
+    Args:
+      extractor: method + configuration.
+      benchmark: registry name (see :mod:`dasr.eval.datasets`).
+      root: dataset folder (None: the loader's default).
+      work: where stores are kept and reused.
+      pca: ``other`` (learn on ``pca_benchmark``) or ``none``.
+      pca_benchmark: the whitening's collection (None: :func:`~dasr.eval.pca_source.pca_source`'s default).
+      pca_dim: whitening output dimension (None: all usable components).
+      ks: the k of AP@k.
+      out: folder for ``results.json`` and ``rankings.tsv`` (None: nothing written).
+      subsample: keep every n-th database image (quick runs; 1 = the whole benchmark).
+      protocol: the revisited protocol (``easy``, ``medium``, ``hard``) of ``roxford5k`` /
+        ``rparis6k`` (None: the loader's default, ``medium``).
+
+    Returns:
+      The run's :class:`~dasr.eval.records.SearchResult` (``task="instance"``).
+
+    Raises:
+      ValueError: an unknown ``pca``, a whitening source that is the searched benchmark, or a
+        ``protocol`` for a benchmark without one.
+    """
+    if pca not in ("other", "none"):
+        raise InputError(f"pca must be 'other' or 'none', got {pca!r}")
+    src_name = pca_source(benchmark, pca_benchmark) if pca == "other" else None
+    work = Path(work)
+    bench = subsample_database(load_benchmark(benchmark, root, protocol=protocol), subsample)
+    t0 = time.time()
+    db_store = benchmark_store(extractor, bench, work, "database", progress)
+    t_extract = time.time() - t0
+    whitening = None
+    whitening_info = WhiteningInfo(mode="none", source=None, dim=None, learning_vectors=None, path=None)
+    if src_name is not None:
+        src = load_benchmark(src_name, pca_root)
+        src_store = RegionStore.open(benchmark_store(extractor, src, work, "pca-source", progress))
+        wpath = whitening_path(db_store, src_name, pca_dim)
+        whitening = learn_whitening(src_store, wpath, dim=pca_dim)
+        whitening_info = WhiteningInfo(mode="other", source=src_name, dim=int(whitening["projection"].shape[1]),
+                                       learning_vectors=int(len(src_store.arrays["features"])), path=os.fspath(wpath))
+    index = SearchIndex(RegionStore.open(db_store), whitening)
+    folder = Path(db_store).parent
+    raw_q = query_features(extractor, bench, folder / "queries.npz", progress)
+    qvecs = np.stack([index.describe(f) for f in raw_q])
+    t1 = time.time()
+    rankings = align_rankings(index.search_many(qvecs), index.store, bench)
+    t_search = (time.time() - t1) / max(1, len(qvecs))
+    per_query = [score_query(bench, i, r.order, r.boxes, ks) for i, r in enumerate(rankings)]
+    all_ious = [v for p in per_query for v in p.ious]
+    loc = metrics.localization_recall(all_ious, IOU_THRESHOLDS) if all_ious else None
+    in_bench = set(bench.database)  # the store may hold more (a subsampled run reuses the whole one's)
+    counts = np.diff(index.store.offsets)[[name in in_bench for name in index.store.images]]
+    result = SearchResult(
+        task="instance",
+        benchmark=benchmark,
+        method=extractor.method,
+        config=extractor.config(),
+        subsample=subsample,
+        database_images=len(bench.database),
+        queries=len(per_query),
+        pca=whitening_info,
+        ap_definition=ap_definition(bench),
+        mean=mean_scores(per_query),
+        per_query=per_query,
+        localization_recall=dict(zip([f"{t:.1f}" for t in IOU_THRESHOLDS], loc.tolist())) if loc is not None else None,
+        regions_per_image=float(counts.mean()) if len(counts) else 0.0,
+        images_in_store=int(len(index.store)),
+        seconds={"extract_database": t_extract, "search_per_query": t_search},
+        store=os.fspath(db_store),
+        notes=protocol_notes(bench),
+    )
+    if out is not None:
+        write_results(result, rankings, bench, Path(out))
+    return result
+
+
+def write_results(result: SearchResult, rankings: list[Ranking], bench: Benchmark, out: Path,
+                  top: int = 100) -> None:
+    """``results.json`` (``result.to_json()``) and ``rankings.tsv`` (top ``top`` per query: rank, image, score, box)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "results.json", json.dumps(result.to_json(), indent=1).encode())
+    lines = ["query\trank\timage\tscore\tx1\ty1\tx2\ty2\trelevant"]
+    for q, r in zip(bench.queries, rankings):
+        pos = set(q.positives)
+        for rank, (img, s, box) in enumerate(zip(r.order[:top], r.scores[:top], r.boxes[:top]), 1):
+            lines.append("\t".join([q.name, str(rank), bench.database[img], f"{s:.5f}",
+                                    *(f"{v:.1f}" for v in box), str(int(img in pos))]))
+    atomic_write_bytes(out / "rankings.tsv", ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+
+
+def format_table(results: list[SearchResult], ks=DEFAULT_KS, variant: str = "truncated") -> str:
+    """A Markdown table of mAP@k / mAP / localization recall@0.5, one row per result.
+
+    The ``pca`` column is the whitened dimension (``none`` without whitening); a metric the
+    result lacks is ``-``.
+    """
+    head = ["method", "pca", *[f"mAP@{k}" for k in ks], "mAP", "loc@0.5", "regions/img"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        m = r.mean
+        cells = [r.method, str(r.pca.dim) if r.pca.mode == "other" and r.pca.dim is not None else "none"]
+        cells += [f"{m[f'ap@{k}/{variant}']:.3f}" if f"ap@{k}/{variant}" in m else "-" for k in ks]
+        cells.append(f"{m['ap']:.3f}" if "ap" in m else "-")
+        loc = r.localization_recall
+        cells.append(f"{loc['0.5']:.3f}" if loc else "-")
+        cells.append(f"{r.regions_per_image:.1f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

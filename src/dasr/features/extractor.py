@@ -1,0 +1,264 @@
+"""One image in, regions and their features out: the whole per-image DASR pipeline.
+
+Resize (long side ``max_side``) -> caffe preprocessing -> ONE forward pass -> seeds on the
+activation map -> batched probability backprop -> ellipses/boxes -> NMS -> average pooling of
+the feature layer inside each box.  The global baselines (GAP/SPoC, MAC, R-MAC, CroW) share the
+forward pass and the feature layer, and give one whole-image "region" per image, so that an
+index of either kind is searched the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from dasr.errors import InputError
+from dasr import __version__
+from dasr.features import pooling
+from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, seed_rule
+from dasr.model.architectures import DEFAULT_FEATURE_LAYER
+from dasr.model.backbone import Backbone
+from dasr.model.backprop import ProbabilityBackprop, resolve_dtype, seed_probabilities
+from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
+from dasr.regions import (Regions, RegionConfig, activation_map, ellipses_from_maps, find_seeds,
+                          nms)
+
+# The network needs this much input for its stride-32 top layer to have at least one cell.
+MIN_INPUT_SIDE = 32
+
+
+@dataclass
+class Extraction:
+    """What one image gives.
+
+    Attributes:
+      regions: boxes etc. in original image coordinates.
+      features: (n, C) float32 pooled features (raw, not normalised).
+      scale: network-input pixels per original pixel.
+      input_size: (width, height) of the resized image (before any padding).
+      activation: (h, w) activation map X̄.
+      maps: (S, H, W) probability maps of the kept regions' seeds (only with ``keep_maps``).
+    """
+
+    regions: Regions
+    features: np.ndarray
+    scale: float
+    input_size: tuple[int, int]
+    activation: np.ndarray
+    maps: np.ndarray | None = None
+
+
+def prepare_input(image_rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resizes and preprocesses; pads images thinner than the network's stride.
+
+    Returns:
+      (x (1, H', W', 3) float32, scale, (width, height) of the resized image).  Padding (bottom
+      and right, with the preprocessed value 0 = the ImageNet mean colour) only happens when a
+      side is below :data:`MIN_INPUT_SIDE`; boxes are clipped to the real image later.
+    """
+    resized, scale = resize_long_side(image_rgb, max_side)
+    h, w = resized.shape[:2]
+    x = preprocess_caffe(resized)
+    if h < MIN_INPUT_SIDE or w < MIN_INPUT_SIDE:
+        x = np.pad(x, ((0, max(0, MIN_INPUT_SIDE - h)), (0, max(0, MIN_INPUT_SIDE - w)), (0, 0)))
+    return x[None], scale, (w, h)
+
+
+class Extractor:
+    """Regions and features for images, with one backbone and one configuration.
+
+    Args:
+      backbone: the network (see :func:`dasr.model.backbone.build_backbone`).
+      method: ``dasr``, ``dasr-star``, ``fixed-box`` (the control: DASR* seeds and NMS, but every
+        box a fixed square centred on its seed) or a global baseline ``gap|mac|rmac|crow``.
+      region: the region configuration (τ, β, ...); None: the method's defaults.  Its seed rule
+        must be the method's (:func:`~dasr.features.methods.seed_rule`).
+      feature_layer: layer whose map is pooled; default Block4_unit1 (``conv5_block1_out``).
+      pooling: ``avg`` (paper) or ``max``.
+      fixed_box_side: side in network-input pixels of the ``fixed-box`` control's boxes.
+    """
+
+    def __init__(self, backbone: Backbone, method: str = "dasr-star", region: RegionConfig | None = None,
+                 feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0):
+        check_method(method)
+        if pooling not in ("avg", "max"):
+            raise InputError(f"pooling must be avg or max, got {pooling!r}")
+        region = region or RegionConfig(method=seed_rule(method))
+        if method in REGION_METHODS and region.method != seed_rule(method):
+            raise InputError(f"method {method} takes the {seed_rule(method)} seed rule, but the region "
+                             f"configuration has {region.method}")
+        self.backbone = backbone
+        self.method = method
+        # Resolved once, so that the store records the dtype really used.
+        self.region = dataclasses.replace(region, backprop_dtype=resolve_dtype(region.backprop_dtype))
+        self.feature_layer = feature_layer or DEFAULT_FEATURE_LAYER[backbone.name]
+        self.stride = backbone.stride(self.feature_layer)
+        self.pooling = pooling
+        self.fixed_box_side = float(fixed_box_side)
+        self.bp = ProbabilityBackprop(
+            backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
+            input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
+            stop_stride=self.region.stop_stride, dtype=self.region.backprop_dtype,
+            extra_outputs=(self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
+        self.coarse_bp = None
+        if self.region.cascade_stride > 1 and method in ("dasr", "dasr-star"):
+            self.coarse_bp = ProbabilityBackprop(
+                backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
+                input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
+                stop_stride=self.region.cascade_stride, dtype=self.region.backprop_dtype)
+
+    def config(self) -> dict:
+        """The flat configuration every store records (and checks on reopening)."""
+        cfg = {
+            "backbone": self.backbone.name,
+            "weights": self.backbone.weights_id,
+            "method": self.method,
+            "feature_layer": self.feature_layer,
+            "pooling": self.pooling,
+            "max_side": self.region.max_side,
+            "dasr_version": __version__,
+        }
+        if self.method in REGION_METHODS:
+            cfg.update({k: v for k, v in self.region.as_dict().items() if k not in ("max_side", "method", "seed_chunk")})
+            if cfg["cascade_stride"] == 1:
+                # Off: left out, so stores made before the option existed keep their configuration.
+                del cfg["cascade_stride"]
+            if self.method == "fixed-box":
+                cfg["fixed_box_side"] = self.fixed_box_side
+        return cfg
+
+    # --------------------------------------------------------------------- pieces
+    def forward(self, image_rgb: np.ndarray):
+        x, scale, size = prepare_input(image_rgb, self.region.max_side)
+        acts = self.bp.forward(x)
+        return x, scale, size, acts
+
+    def feature_map(self, acts) -> np.ndarray:
+        return np.asarray(acts[self.feature_layer][0])
+
+    def seed_maps(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None) -> np.ndarray:
+        """(S, H, W) probability maps of ``seeds``, back-propagated in chunks (by ``bp``, default the full one)."""
+        bp = bp or self.bp
+        state = bp.prepare(acts)
+        top = acts[self.backbone.top_layer]
+        chunk = max(1, self.region.seed_chunk)
+        out = [np.asarray(bp.backprop(state, seed_probabilities(top, seeds[i:i + chunk])))
+               for i in range(0, len(seeds), chunk)]
+        return np.concatenate(out, 0) if out else np.zeros((0, 1, 1), np.float32)
+
+    def cascade_survivors(self, acts, seeds: np.ndarray, scores: np.ndarray, scale: float) -> np.ndarray:
+        """Indices (ascending) of the seeds whose coarse boxes survive NMS (the cascade's first stage)."""
+        maps = self.seed_maps(acts, seeds, self.coarse_bp)
+        boxes, _, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments,
+                                            self.coarse_bp.map_stride)
+        found = np.flatnonzero(kept > 0)
+        return np.sort(found[nms(boxes[found] / scale, scores[found], self.region.nms_iou)])
+
+    def boxes_from_maps(self, maps: np.ndarray, input_size: tuple[int, int], tau: float | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each seed's region, before NMS, from its :meth:`seed_maps` map (Eq. 4 at τ).
+
+        Args:
+          maps: (S, H, W) maps of the full backprop (one value per ``bp.map_stride`` pixels).
+          input_size: (width, height) of the resized image; boxes are clipped to it, which drops
+            any padding of thin images.
+          tau: the threshold (None: the configuration's τ; another value: e.g. a τ sweep).
+
+        Returns:
+          (boxes (S, 4) in network-input pixels, ellipses (S, 5), kept (S,): > 0 where the map
+          is not all zero), as :func:`dasr.regions.ellipses_from_maps`.
+        """
+        boxes, ellipses, kept = ellipses_from_maps(maps, self.region.tau if tau is None else tau,
+                                                   self.region.weighted_moments, self.bp.map_stride)
+        w, h = input_size
+        return np.clip(boxes, 0, [w, h, w, h]), ellipses, kept
+
+    def pool(self, fmap: np.ndarray, boxes_input: np.ndarray) -> np.ndarray:
+        """Pools ``fmap`` inside boxes given in network-input pixels."""
+        if len(boxes_input) == 0:
+            return np.zeros((0, fmap.shape[-1]), np.float32)
+        cells = pooling.boxes_to_cells(boxes_input, self.stride, fmap.shape[:2])
+        return pooling.pool_regions(fmap, cells, self.pooling).astype(np.float32)
+
+    # --------------------------------------------------------------------- whole image
+    def __call__(self, image_rgb: np.ndarray, keep_maps: bool = False) -> Extraction:
+        """Regions and features of one RGB uint8 image."""
+        x, scale, (w, h), acts = self.forward(image_rgb)
+        amap = activation_map(np.asarray(acts[self.backbone.top_layer]))
+        fmap = self.feature_map(acts)
+        if self.method in GLOBAL_METHODS:
+            vec = pooling.global_descriptor(fmap[: -(-h // self.stride), : -(-w // self.stride)], self.method)
+            box = np.array([[0, 0, image_rgb.shape[1], image_rgb.shape[0]]], np.float32)
+            regions = Regions(box, np.ones(1, np.float32), np.zeros((1, 2), np.int32),
+                              np.zeros((1, 5), np.float32), np.ones(1, np.float32))
+            return Extraction(regions, vec[None].astype(np.float32), scale, (w, h), amap)
+        seeds, scores = find_seeds(amap, self.region.method, self.region.max_seeds)
+        maps = None
+        if self.method == "fixed-box":
+            cy = (seeds[:, 0] + 0.5) * 32.0
+            cx = (seeds[:, 1] + 0.5) * 32.0
+            half = self.fixed_box_side / 2
+            boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1)
+            boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+            ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1)
+            kept = np.zeros(len(seeds), np.float32)
+        else:
+            if self.coarse_bp is not None and len(seeds):
+                survivors = self.cascade_survivors(acts, seeds, scores, scale)
+                seeds, scores = seeds[survivors], scores[survivors]
+            maps = self.seed_maps(acts, seeds)
+            boxes, ellipses, kept = self.boxes_from_maps(maps, (w, h))
+        regions = Regions(boxes, scores, seeds, ellipses.astype(np.float32), kept)
+        if maps is not None:
+            # A seed whose map is all zero (e.g. a black image: no pixel carries any
+            # probability) localises nothing: it is dropped rather than kept as an empty box.
+            found = np.flatnonzero(kept > 0)
+            regions = regions.select(found)
+            maps = maps[found]
+        # Back to the original image's coordinates (rounding the resized size can overshoot);
+        # the features are pooled on the network-input boxes.
+        boxes_input = regions.boxes
+        orig_h, orig_w = image_rgb.shape[:2]
+        regions.boxes = np.clip(boxes_input / scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
+        regions.ellipses = regions.ellipses.copy()
+        regions.ellipses[:, :4] /= scale
+        nms_iou = self.region.nms_iou
+        if nms_iou is not None and len(regions):
+            # On the stored (original-coordinate) boxes and scores, so that a store with NMS is
+            # exactly the kept rows of the same store without it (see dasr.store.derive).
+            keep = nms(regions.boxes, regions.scores, nms_iou)
+            regions = regions.select(keep)
+            boxes_input = boxes_input[keep]
+            maps = maps[keep] if maps is not None else None
+        features = self.pool(fmap, boxes_input)
+        return Extraction(regions, features, scale, (w, h), amap, maps if keep_maps else None)
+
+    def describe_box(self, image_rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The feature of a query box (original image coordinates), pooled like a region's."""
+        if self.method in GLOBAL_METHODS:
+            x, scale, (w, h), acts = self.forward(image_rgb)
+            fmap = self.feature_map(acts)
+            b = np.asarray(box, np.float64) * scale
+            cells = pooling.boxes_to_cells(b[None], self.stride, fmap.shape[:2])[0]
+            r0, r1, c0, c1 = (int(v) for v in cells)
+            return pooling.global_descriptor(fmap[r0:r1, c0:c1], self.method).astype(np.float32)
+        return self.describe_boxes(image_rgb, np.asarray(box, np.float32)[None])[0]
+
+    def describe_boxes(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Features of boxes (original image coordinates) on one forward pass, no backprop.
+
+        Re-pools a store's regions on another layer (see :mod:`dasr.store.derive`): the boxes do not
+        depend on the feature layer.
+
+        Args:
+          image_rgb: the image the boxes belong to.
+          boxes: (n, 4) x1, y1, x2, y2 in its pixels.
+
+        Returns:
+          (n, C) float32 raw features.
+        """
+        x, scale, (w, h), acts = self.forward(image_rgb)
+        return self.pool(self.feature_map(acts), np.asarray(boxes, np.float64).reshape(-1, 4) * scale)
+

@@ -1,0 +1,148 @@
+"""The one description of an extractor: what the CLI, the experiments, the benchmarks and the
+tests build extractors from, and what a store's recorded configuration turns back into.
+
+An :class:`ExtractorSpec` is plain data (hashable, comparable); :meth:`ExtractorSpec.build` makes
+the network and the :class:`~dasr.features.extractor.Extractor`.  Options are flat
+(:meth:`ExtractorSpec.from_options`): the spec's own fields plus every
+:class:`~dasr.regions.RegionConfig` field, the names a store's configuration uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from dasr.errors import InputError
+from dasr.features.extractor import Extractor
+from dasr.features.methods import REGION_METHODS, check_method, seed_rule
+from dasr.model import backbone
+from dasr.regions import METHOD_DEFAULT, RegionConfig
+
+POOLINGS = ("avg", "max")
+BACKBONES = ("resnet50", "vgg16")
+DEFAULT_FIXED_BOX_SIDE = 96.0
+REGION_FIELDS = tuple(f.name for f in dataclasses.fields(RegionConfig) if f.name != "method")
+# Store-config keys that are not options: where and with what a store was made.
+RECORD_ONLY_KEYS = ("dasr_version", "shard", "created")
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """Method and configuration of an extractor.
+
+    Attributes:
+      method: see :mod:`dasr.features.methods`.
+      backbone: ``resnet50`` or ``vgg16``.
+      weights: ``imagenet``, ``random`` (an untrained, seeded network) or a ``.weights.h5`` path.
+      feature_layer: the layer pooled inside each box (None: the backbone's default,
+        ``conv5_block1_out``, the paper's Block4_unit1).
+      pooling: ``avg`` (the paper) or ``max``.
+      fixed_box_side: box side, in network-input pixels, of the ``fixed-box`` control.
+      region: the region settings; their seed rule follows ``method``
+        (:func:`~dasr.features.methods.seed_rule`), and so does β when left out.
+    """
+
+    method: str = "dasr-star"
+    backbone: str = "resnet50"
+    weights: str = "imagenet"
+    feature_layer: str | None = None
+    pooling: str = "avg"
+    fixed_box_side: float = DEFAULT_FIXED_BOX_SIDE
+    region: RegionConfig = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        if self.backbone not in BACKBONES:
+            raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if not (isinstance(self.fixed_box_side, (int, float)) and math.isfinite(self.fixed_box_side)
+                and self.fixed_box_side > 0):
+            raise InputError(f"fixed_box_side must be a positive number, got {self.fixed_box_side!r}")
+        if not isinstance(self.weights, str) or not self.weights:
+            raise InputError(f"weights must be 'imagenet', 'random' or a path, got {self.weights!r}")
+        if self.region is None:
+            object.__setattr__(self, "region", RegionConfig(method=seed_rule(self.method)))
+        elif self.region.method != seed_rule(self.method):
+            raise InputError(f"method {self.method} takes the {seed_rule(self.method)} seed rule, "
+                             f"but the region configuration has {self.region.method}")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> ExtractorSpec:
+        """A spec from flat options: the spec's fields and :class:`RegionConfig`'s.
+
+        A region option left out takes the method's default (``nms_iou``: β of the method).
+
+        Raises:
+          ValueError: an unknown option or an invalid value (the message names it).
+        """
+        own = {f.name for f in dataclasses.fields(cls)} - {"region"}
+        unknown = sorted(set(options) - own - set(REGION_FIELDS))
+        if unknown:
+            raise InputError(f"unknown extractor option(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(own | set(REGION_FIELDS)))}")
+        method = options.get("method", cls.method)
+        region = RegionConfig(method=seed_rule(method),
+                              **{k: options[k] for k in REGION_FIELDS if k in options})
+        return cls(region=region, **{k: options[k] for k in own if k in options})
+
+    @classmethod
+    def from_store_config(cls, config: Mapping[str, Any], weights: str | None = None) -> ExtractorSpec:
+        """The spec a store was extracted with, from its recorded configuration.
+
+        Args:
+          config: a store's configuration (:meth:`Extractor.config`).
+          weights: the weights to build it with (default: ``random`` for a store of random
+            weights, else ``imagenet``); :meth:`build` refuses weights whose fingerprint is
+            not the recorded one.
+
+        Raises:
+          ValueError: the configuration lacks a key or holds an unknown one.
+        """
+        missing = [k for k in ("method", "backbone", "weights", "feature_layer", "pooling") if k not in config]
+        if missing:
+            raise InputError(f"the store's configuration lacks {', '.join(missing)}")
+        recorded = "random" if config["weights"] == "random" else "imagenet"
+        options = {k: v for k, v in config.items() if k not in RECORD_ONLY_KEYS and k != "weights"}
+        if config["method"] not in REGION_METHODS:
+            # A global method records no region settings but its input size.
+            options = {k: v for k, v in options.items() if k not in REGION_FIELDS or k == "max_side"}
+        return cls.from_options(**options, weights=weights or recorded)
+
+    def replace(self, **options: Any) -> ExtractorSpec:
+        """This spec with some flat options changed (a changed method re-derives the defaults
+        of the region options not given)."""
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "region"}
+        region = {k: getattr(self.region, k) for k in REGION_FIELDS}
+        if "method" in options and seed_rule(options["method"]) != self.region.method and "nms_iou" not in options:
+            region["nms_iou"] = METHOD_DEFAULT
+        return ExtractorSpec.from_options(**{**current, **region, **options})
+
+    def build(self) -> Extractor:
+        """The network and the extractor (loads the weights; seconds for ResNet-50).
+
+        Raises:
+          dasr.model.weights.WeightsError: the weights cannot be found or read.
+        """
+        network = backbone.build_backbone(self.backbone, self.weights)
+        return Extractor(network, self.method, self.region, self.feature_layer, self.pooling,
+                         self.fixed_box_side)
+
+
+def extractor_for_store(config: Mapping[str, Any], weights: str | None = None) -> Extractor:
+    """Rebuilds the extractor a store was made with, to describe queries the same way.
+
+    Args:
+      config: the store's configuration.
+      weights: as in :meth:`ExtractorSpec.from_store_config`.
+
+    Raises:
+      ValueError: the weights found are not the ones the store records (names both).
+    """
+    extractor = ExtractorSpec.from_store_config(config, weights).build()
+    if extractor.backbone.weights_id != config["weights"]:
+        raise InputError(f"the index was extracted with weights {config['weights']}, "
+                         f"these are {extractor.backbone.weights_id}")
+    return extractor

@@ -1,0 +1,420 @@
+"""Probability back-propagation (excitation backprop) from the last conv layer to the pixels.
+
+Section 3.1 of the paper, Eq. 1-3: for a layer ``B = f(A)`` with weights ``W``, the winning
+probability of an input neuron is
+
+    P(A) = A ⊙ W⁺ᵀ (P(B) ⊘ (W⁺ A)),                 (0 where W⁺A = 0)
+
+with only the positive weights ``W⁺``, biases ignored.  Every layer is such a linear map:
+
+* ``Conv2D`` followed by ``BatchNormalization``: the BN scale is folded into the kernel
+  first (``W' = W·γ/σ``), so the sign test applies to the weights the network really uses.
+* ``MaxPooling2D`` and ``AveragePooling2D``: an all-ones window per channel (the paper's
+  choice for max pooling, which avoids the blanks that argmax routing leaves).
+* A convolution whose kernel is smaller than its stride (ResNet-50 v1 downsamples with
+  1x1 stride-2 convolutions) skips 3 of every 4 input cells, which prints a checkerboard into
+  every map below it.  Its subsampling is treated like pooling: an all-ones ``stride x stride``
+  window followed by the 1x1 convolution (``strided_conv="window"``, default); the literal
+  rule is ``strided_conv="exact"``.
+* ``ReLU`` / ``Activation("relu")`` and a Conv2D's own ReLU pass P through; ``ZeroPadding2D``
+  crops it; a BN that follows no conv passes P where its scale is positive.
+* Residual ``Add``: P(B) is split between the branches in proportion to their positive
+  contributions ``a_i⁺ / Σ_j a_j⁺``, so the probability mass is conserved.  (The authors'
+  released code copies P(B) into both branches instead, which doubles the mass at each
+  block and weights the shortcut path as much as the residual one.)
+
+The last step reaches the pixels through the first convolution, whose input is the
+mean-subtracted image (negative values).  ``input_rule`` chooses what plays ``A`` there:
+
+* ``"raw"`` (default): the non-negative 0..255 image (the network input plus the
+  preprocessing mean), the forward pass unchanged.  A mean-subtracted A gives negative
+  relevance and single-pixel maxima (README, "Method decisions");
+* ``"shift"``: the network input shifted by its minimum (as PRM does).
+
+``stop_stride`` > 1 stops the backprop early, at the lowest tensor of that stride through
+which all probability flows (for ResNet-50: 2 = conv1's output, 4 = pool1's output,
+8 = conv3_block1_out, 16 = conv4_block1_out): the maps are then coarser (one value per
+``stop_stride`` pixels) and cheaper.  1 (default) is the paper's method, down to the pixels.
+
+Everything runs batched: one forward pass per image, the normalisers ``W⁺A`` (and the Add
+split fractions) computed once per image, and the seeds on the batch axis of the
+transposed convolutions, in chunks.
+
+The code is backend-neutral (``keras.ops``): it runs on the Keras backend chosen the Keras way
+(``KERAS_BACKEND=tensorflow``, the default, or ``jax``).  The transposed maps and the
+compilation come from :mod:`dasr.model.transpose`; TensorFlow's results are bit-identical to
+the TensorFlow-only implementation this replaced (tests/model/test_backprop_fixture.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import functools
+
+import keras
+import numpy as np
+
+from dasr.model import transpose
+from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
+
+INPUT_RULES = ("raw", "shift")
+STRIDED_CONV_RULES = ("window", "exact")
+
+
+class UnsupportedLayerError(ValueError):
+    """The network has a layer type the probability backprop does not know."""
+
+
+@dataclass
+class Op:
+    """One linear step of the backprop, in the forward direction ``inputs -> output``.
+
+    Attributes:
+      kind: ``conv``, ``pool``, ``pass``, ``posscale``, ``pad``, ``add``.
+      name: the Keras layer whose output is ``output``.
+      inputs: tensor ids (producing layer names) of the inputs.
+      output: tensor id of the output.
+      kernel: conv kernel (HWIO) with BN folded in, positive part taken (conv only).
+      strides, padding: conv/pool geometry; ``window``: subsample as an all-ones window.
+      pool_size: pooling window.
+      crop: ((top, bottom), (left, right)) for ``pad``.
+      scale_positive: per-channel mask for ``posscale``.
+    """
+
+    kind: str
+    name: str
+    inputs: list[str]
+    output: str
+    kernel: np.ndarray | None = None
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "VALID"
+    window: bool = False
+    pool_size: tuple[int, int] = (1, 1)
+    crop: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+    scale_positive: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _inbound(layer) -> list[str]:
+    node = layer._inbound_nodes[0]
+    return [t._keras_history.operation.name for t in node.input_tensors]
+
+
+def _bn_scale(bn) -> np.ndarray:
+    """Per-channel multiplier γ/sqrt(σ²+ε) of an inference-mode BatchNormalization."""
+    variables = {v.path.rsplit("/", 1)[-1]: np.asarray(v.numpy(), np.float64) for v in bn.weights}
+    gamma = variables.get("gamma", np.ones_like(variables["moving_variance"]))
+    return gamma / np.sqrt(variables["moving_variance"] + bn.epsilon)
+
+
+def trace_graph(model: keras.Model, top: str, strided_conv: str = "window") -> tuple[list[Op], str]:
+    """Turns the Keras graph below ``top`` into backprop ops (forward topological order).
+
+    Args:
+      model: a functional Keras CNN.
+      top: the layer whose output the seeds live on.
+      strided_conv: ``window`` or ``exact`` (see module docstring).
+
+    Returns:
+      (ops, input_id): ops in forward order, and the tensor id of the network input.
+
+    Raises:
+      UnsupportedLayerError: naming the first layer of an unsupported type.
+    """
+    if strided_conv not in STRIDED_CONV_RULES:
+        raise ValueError(f"strided_conv must be one of {STRIDED_CONV_RULES}")
+    layers = {layer.name: layer for layer in model.layers}
+    # Only the ancestors of `top` matter.
+    needed, stack = set(), [top]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if not isinstance(layers[name], keras.layers.InputLayer):
+            stack.extend(_inbound(layers[name]))
+    consumers: dict[str, list[str]] = {}
+    for name in needed:
+        if not isinstance(layers[name], keras.layers.InputLayer):
+            for src in _inbound(layers[name]):
+                consumers.setdefault(src, []).append(name)
+
+    ops: list[Op] = []
+    input_id = None
+    folded: set[str] = set()
+    for layer in model.layers:  # Keras keeps functional layers in topological order
+        name = layer.name
+        if name not in needed:
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            input_id = name
+            continue
+        src = _inbound(layer)
+        if isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
+            if layer.dilation_rate != (1, 1) or layer.groups != 1:
+                raise UnsupportedLayerError(f"layer {name}: dilated or grouped Conv2D is not supported")
+            act = keras.activations.serialize(layer.activation)
+            act = act if isinstance(act, str) else act.get("config", act)
+            if act not in ("linear", "relu"):
+                raise UnsupportedLayerError(f"layer {name}: Conv2D activation {act!r} is not supported")
+            kernel = np.asarray(layer.kernel.numpy(), np.float64)
+            out_id = name
+            nxt = consumers.get(name, [])
+            if (act == "linear" and len(nxt) == 1
+                    and isinstance(layers[nxt[0]], keras.layers.BatchNormalization)):
+                kernel = kernel * _bn_scale(layers[nxt[0]])[None, None, None, :]
+                out_id = nxt[0]
+                folded.add(nxt[0])
+            window = any(k < s for k, s in zip(layer.kernel_size, layer.strides))
+            if window and strided_conv == "window" and any(k != 1 for k in layer.kernel_size):
+                raise UnsupportedLayerError(
+                    f"layer {name}: kernel {layer.kernel_size} smaller than stride {layer.strides} "
+                    "is only handled for 1x1 kernels; use strided_conv='exact'")
+            ops.append(Op("conv", name, src, out_id, kernel=np.maximum(kernel, 0).astype(np.float32),
+                          strides=tuple(layer.strides), padding=layer.padding.upper(),
+                          window=window and strided_conv == "window"))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            if name in folded:
+                continue
+            ops.append(Op("posscale", name, src, name,
+                          scale_positive=(_bn_scale(layer) > 0).astype(np.float32)))
+        elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+            if isinstance(layer, keras.layers.Activation):
+                act = keras.activations.serialize(layer.activation)
+                act = act if isinstance(act, str) else act.get("config", act)
+                if act not in ("relu", "linear"):
+                    raise UnsupportedLayerError(f"layer {name}: activation {act!r} is not supported")
+            ops.append(Op("pass", name, src, name))
+        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            ops.append(Op("pool", name, src, name, pool_size=tuple(layer.pool_size),
+                          strides=tuple(layer.strides), padding=layer.padding.upper()))
+        elif isinstance(layer, keras.layers.ZeroPadding2D):
+            ops.append(Op("pad", name, src, name, crop=tuple(tuple(p) for p in layer.padding)))
+        elif isinstance(layer, keras.layers.Add):
+            ops.append(Op("add", name, src, name))
+        else:
+            raise UnsupportedLayerError(
+                f"layer {name}: type {type(layer).__name__} is not supported by the probability "
+                "backprop (supported: Conv2D, BatchNormalization, ReLU/Activation('relu'), Add, "
+                "ZeroPadding2D, MaxPooling2D, AveragePooling2D)")
+    if input_id is None:
+        raise UnsupportedLayerError("the model has no InputLayer below the top layer")
+    return ops, input_id
+
+
+def _stop_point(ops: list[Op], input_id: str, top: str, stop_stride: int) -> tuple[str, int, list[Op]]:
+    """Where the backprop stops: the lowest 'cut' tensor of stride ``stop_stride``.
+
+    A cut is a tensor through which every path from the top to the input passes (ResNet's
+    block outputs, VGG's pooling outputs), so stopping there keeps all the probability mass.
+
+    Returns:
+      (tensor id, its stride, the ops to run, in forward order).
+
+    Raises:
+      ValueError: no cut of that stride; the message lists the strides there are.
+    """
+    stride = {input_id: 1}
+    for op in ops:
+        factor = op.strides[0] if op.kind in ("conv", "pool") else 1
+        stride[op.output] = max(stride[i] for i in op.inputs) * factor
+    live, cuts = {top}, {stride[top]: (top, len(ops))}
+    for k in range(len(ops) - 1, -1, -1):
+        op = ops[k]
+        if op.output in live:
+            live.discard(op.output)
+            live.update(op.inputs)
+        if len(live) == 1:
+            (tensor,) = live
+            cuts[stride[tensor]] = (tensor, k)  # later (lower) cuts overwrite earlier ones
+    if stop_stride not in cuts:
+        raise ValueError(f"no tensor of stride {stop_stride} carries all the probability; "
+                         f"possible stop strides: {sorted(cuts)}")
+    tensor, k = cuts[stop_stride]
+    return tensor, stop_stride, ops[k:]
+
+
+# keras.ops under another name: ``self.ops`` is the op list of the traced graph.
+kops = keras.ops
+
+
+def _safe_inverse(z):
+    return kops.divide_no_nan(kops.ones_like(z), z)
+
+
+class ProbabilityBackprop:
+    """Batched probability backprop for one network.
+
+    Usage::
+
+        bp = ProbabilityBackprop(backbone.model, backbone.top_layer, extra_outputs=["conv5_block1_out"])
+        acts = bp.forward(x[None])             # one forward pass
+        state = bp.prepare(acts)               # normalisers, once per image
+        maps = bp.backprop(state, top_probs)   # (S, H, W) pixel maps, S seeds at once
+
+    Args:
+      model: a functional Keras CNN (see :func:`trace_graph` for supported layers).
+      top: name of the layer the seeds live on.
+      input_offset: per-channel values that turn the network input back into non-negative
+        pixel intensities (the caffe mean for ResNet-50/VGG-16); used by ``input_rule="raw"``;
+        None: the input is already non-negative.
+      input_rule: ``raw`` or ``shift`` (see module docstring).
+      stop_stride: stop at the lowest cut tensor of this stride (1: the pixels).
+      strided_conv: ``window`` or ``exact``.
+      extra_outputs: further layers to return from the forward pass (feature maps).
+      dtype: compute dtype of the backprop (``float32``; ``bfloat16`` trades accuracy for speed;
+        ``auto``: :func:`~dasr.model.device.resolve_dtype`).
+    """
+
+    def __init__(self, model: keras.Model, top: str, *, input_offset=None,
+                 input_rule: str = "raw", strided_conv: str = "window", stop_stride: int = 1,
+                 extra_outputs: tuple[str, ...] = (), dtype: str = "float32"):
+        if input_rule not in INPUT_RULES:
+            raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
+        self.ops, self.input_id = trace_graph(model, top, strided_conv)
+        self.top = top
+        self.input_rule = input_rule
+        self.dtype = resolve_dtype(dtype)
+        self.input_offset = kops.convert_to_tensor(np.asarray(0.0 if input_offset is None else input_offset,
+                                                             np.float32).reshape(1, 1, 1, -1))
+        self.stop_id, self.map_stride, self.ops_down = _stop_point(self.ops, self.input_id, top, stop_stride)
+        needed = {self.input_id}
+        for op in self.ops_down:
+            if op.kind in ("conv", "pool", "add"):
+                needed.update(op.inputs)
+        self.needed = sorted(needed - {self.input_id})
+        self.extra_outputs = tuple(extra_outputs)
+        layer_out = lambda n: model.get_layer(n).output  # noqa: E731
+        self._fwd_names = [top, *self.extra_outputs, *self.needed]
+        self.forward_model = keras.Model(model.input, [layer_out(n) for n in self._fwd_names])
+        # Weights are arguments of the compiled functions, never constants baked into them.
+        self._kernels = {op.name: kops.convert_to_tensor(op.kernel, self.dtype) for op in self.ops if op.kind == "conv"}
+        self._forward_fn = transpose.jit(self._forward)
+        self._prepare_fn = transpose.jit(self._prepare)
+        self._backprop_fn = transpose.jit(self._backprop)
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, trainable, non_trainable, x):
+        outs, _ = self.forward_model.stateless_call(trainable, non_trainable, x, training=False)
+        return outs
+
+    def forward(self, x) -> dict:
+        """One forward pass; returns the top, the extra outputs and every tensor the backprop needs.
+
+        Args:
+          x: (1, H, W, 3) network input (float32 array or backend tensor).
+
+        Returns:
+          {tensor id: backend tensor}, the network input included.
+        """
+        x = kops.convert_to_tensor(x, "float32")
+        outs = self._forward_fn([v.value for v in self.forward_model.trainable_variables],
+                                [v.value for v in self.forward_model.non_trainable_variables], x)
+        if len(self._fwd_names) == 1:  # a one-output Keras model returns a tensor, not a list
+            outs = [outs]
+        acts = dict(zip(self._fwd_names, outs))
+        acts[self.input_id] = x
+        return acts
+
+    def _image_activation(self, x):
+        if self.input_rule == "raw":
+            return x + self.input_offset
+        if self.input_rule == "shift":
+            return x - kops.min(x)
+        return x
+
+    # ------------------------------------------------------------------ normalisers
+    def _prepare(self, kernels: dict, acts: dict) -> dict:
+        """Per image: the activations A (input rule applied) and 1/(W⁺A), or the Add fractions."""
+        values = {k: kops.cast(v, self.dtype) for k, v in acts.items() if k in self.needed or k == self.input_id}
+        values[self.input_id] = kops.cast(self._image_activation(acts[self.input_id]), self.dtype)
+        for op in self.ops:  # padding of the image must see the rule's A, not the raw input
+            if op.kind == "pad" and op.inputs[0] in values and op.output in self.needed:
+                (t, b), (l, r) = op.crop
+                values[op.output] = kops.pad(values[op.inputs[0]], [[0, 0], [t, b], [l, r], [0, 0]])
+        state: dict = {}
+        for op in self.ops_down:
+            if op.kind == "conv":
+                a = values[op.inputs[0]]
+                state[f"{op.name}/A"] = a
+                state[f"{op.name}/invZ"] = _safe_inverse(
+                    transpose.conv(a, kernels[op.name], op.strides, op.padding, op.window))
+            elif op.kind == "pool":
+                a = values[op.inputs[0]]
+                state[f"{op.name}/A"] = a
+                state[f"{op.name}/invZ"] = _safe_inverse(transpose.window_pool(a, op.pool_size, op.strides, op.padding))
+            elif op.kind == "add":
+                pos = [kops.relu(values[i]) for i in op.inputs]
+                inv = _safe_inverse(functools.reduce(kops.add, pos))
+                for k, p in enumerate(pos):
+                    state[f"{op.name}/frac{k}"] = p * inv
+        return state
+
+    def prepare(self, acts: dict) -> dict:
+        """The per-image state of the backprop (:meth:`forward`'s output in, backend tensors out)."""
+        return self._prepare_fn(self._kernels, {k: v for k, v in acts.items() if k in self.needed or k == self.input_id})
+
+    # ------------------------------------------------------------------ backward
+    def _backprop(self, kernels: dict, state: dict, top_probs):
+        probs: dict = {self.top: kops.cast(top_probs, self.dtype)}
+
+        def give(tensor_id, p):
+            probs[tensor_id] = probs[tensor_id] + p if tensor_id in probs else p
+
+        for op in reversed(self.ops_down):
+            if op.output not in probs:
+                continue
+            p = probs.pop(op.output)
+            if op.kind == "pass":
+                give(op.inputs[0], p)
+            elif op.kind == "posscale":
+                give(op.inputs[0], p * kops.cast(op.scale_positive, self.dtype))
+            elif op.kind == "pad":
+                (t, b), (l, r) = op.crop
+                h, w = kops.shape(p)[1], kops.shape(p)[2]
+                give(op.inputs[0], p[:, t:h - b, l:w - r, :])
+            elif op.kind == "add":
+                for k, src in enumerate(op.inputs):
+                    give(src, p * state[f"{op.name}/frac{k}"])
+            elif op.kind in ("conv", "pool"):
+                a = state[f"{op.name}/A"]
+                y = p * state[f"{op.name}/invZ"]
+                if op.kind == "pool":
+                    back = transpose.window_pool_transpose(y, a, op.pool_size, op.strides, op.padding)
+                else:
+                    back = transpose.conv_transpose(y, kernels[op.name], a, op.strides, op.padding, op.window)
+                give(op.inputs[0], a * back)
+        return kops.cast(kops.sum(probs[self.stop_id], axis=-1), "float32")
+
+    def backprop(self, state: dict, top_probs):
+        """Pixel maps for a batch of seeds.
+
+        Args:
+          state: :meth:`prepare`'s output for the image.
+          top_probs: (S, h, w, C) P at the top layer, one seed per batch row.
+
+        Returns:
+          (S, H, W) float32 maps (a backend tensor), one value per ``map_stride`` input pixels.
+        """
+        return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs))
+
+
+def seed_probabilities(top, seeds: np.ndarray):
+    """P at the top layer for each seed: the seed's activation vector at its cell, 0 elsewhere.
+
+    The paper approximates P(B_ij) by B_ij at the last conv layer (Section 3.1).
+
+    Args:
+      top: (1, h, w, C) activations of the top layer (array or backend tensor).
+      seeds: (S, 2) int (row, col) positions.
+
+    Returns:
+      (S, h, w, C) backend tensor.
+    """
+    top = kops.convert_to_tensor(top)
+    h, w = top.shape[1], top.shape[2]
+    seeds = np.asarray(seeds, np.int64).reshape(-1, 2)
+    onehot = np.zeros((len(seeds), h, w, 1), np.float32)
+    onehot[np.arange(len(seeds)), seeds[:, 0], seeds[:, 1], 0] = 1.0
+    return kops.convert_to_tensor(onehot) * top

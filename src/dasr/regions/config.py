@@ -1,0 +1,76 @@
+"""What decides an image's regions: :class:`RegionConfig`, and each method's defaults.
+
+The methods differ in their seeds (:mod:`dasr.regions.seeds`) and in NMS: the paper runs DASR
+"without NMS" and DASR* with NMS at β = 0.3 (:func:`default_nms`).  A configuration built
+without an explicit ``nms_iou`` takes its method's β.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dasr.errors import InputError
+
+METHODS = ("dasr", "dasr-star")
+# ``nms_iou`` left at this value takes the method's β (:func:`default_nms`).
+METHOD_DEFAULT = "method-default"
+
+
+def default_nms(method: str) -> float | None:
+    """β of the paper: 0.3 for DASR*, no NMS for DASR."""
+    return 0.3 if method == "dasr-star" else None
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Everything that decides which regions an image gets (stored with every index).
+
+    Attributes:
+      method: ``dasr`` (3x3 local maxima) or ``dasr-star`` (every cell above the mean).
+      tau: threshold on the max-normalised map.
+      nms_iou: IoU of the greedy NMS (β); None = no NMS.  Left out, the method's: 0.3 for
+        dasr-star, None for dasr (:func:`default_nms`).
+      weighted_moments: weight the second moments by the map values.
+      max_side: long side of the network input in pixels.
+      input_rule, strided_conv, stop_stride: see :mod:`dasr.model.backprop` (``stop_stride`` > 1 is
+        the fast mode: coarser maps, not the paper's method).
+      cascade_stride: > 1: the cascade fast mode. Every seed first gets a cheap map stopped at
+        this stride; NMS on those coarse boxes picks the seeds that get the full map to the pixels
+        (then the usual NMS).  Each kept region is exactly the paper's region of its seed; only
+        which seeds survive NMS can differ.  Needs NMS; 1 (default) = off.
+      backprop_dtype: ``float32``, ``bfloat16`` or ``auto`` (see :func:`dasr.model.backprop.resolve_dtype`).
+      seed_chunk: seeds back-propagated together (bounds memory).
+      max_seeds: keep at most this many seeds, the highest first (None = all).
+    """
+
+    method: str = "dasr-star"
+    tau: float = 0.1
+    nms_iou: Any = METHOD_DEFAULT
+    weighted_moments: bool = False
+    max_side: int = 512
+    input_rule: str = "raw"
+    strided_conv: str = "window"
+    stop_stride: int = 1
+    cascade_stride: int = 1
+    backprop_dtype: str = "auto"
+    seed_chunk: int = 16
+    max_seeds: int | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.nms_iou == METHOD_DEFAULT:
+            object.__setattr__(self, "nms_iou", default_nms(self.method))
+        if not 0.0 <= self.tau < 1.0:
+            raise InputError(f"tau must be in [0, 1), got {self.tau}")
+        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
+            raise InputError(f"nms_iou must be in (0, 1] or None, got {self.nms_iou}")
+        if self.cascade_stride > 1 and (self.nms_iou is None or self.stop_stride > 1):
+            raise InputError("cascade_stride needs NMS (its coarse boxes only choose which seeds survive "
+                             "NMS) and full maps (stop_stride 1)")
+        if self.max_side < 32:
+            raise InputError(f"max_side must be at least 32, got {self.max_side}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,15 @@
+"""Instance search over a region store.
+
+* :mod:`~dasr.search.ranking`: THE ranking (an image scores as its best region), chunked;
+* :mod:`~dasr.search.index`: :class:`SearchIndex` (a store's post-processed features) and the
+  whitening files kept next to an index, keyed by their source collection and dimension;
+* :mod:`~dasr.search.query`: checks of a query box before it is described;
+* :mod:`~dasr.search.ann`: faiss indexes for collections too large for exact search.
+"""
+
+from dasr.search.index import (SearchIndex, WhiteningChoice, choose_whitening, learn_whitening,
+                               whitening_path, whitening_files)
+from dasr.search.ranking import Ranking, rank_images
+
+__all__ = ["Ranking", "SearchIndex", "WhiteningChoice", "choose_whitening", "learn_whitening",
+           "rank_images", "whitening_files", "whitening_path"]

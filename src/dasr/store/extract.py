@@ -1,0 +1,229 @@
+"""Extraction of a whole collection into a region store: progress, prefetch, resume, shards.
+
+Images are decoded and resized by a small thread pool ahead of the network (OpenCV and Pillow
+release the GIL), so the network never waits for JPEG decoding.  Every finished image goes to
+a :class:`dasr.store.StoreWriter`, which makes the run resumable after any interruption.
+
+Only an error about the image itself (:class:`dasr.io.images.ImageError`: missing, truncated,
+not an image, too large...) is reported (file and cause), recorded in the store's
+``.skipped.tsv`` and skipped. Any other error (in the network, out of memory, a bug in the
+decoding) is not a property of the image: it stops the run with its traceback, and every image
+finished before it stays saved for the rerun to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dasr.features.extractor import Extractor
+from dasr.io.images import ImageError, list_images, load_image
+from dasr.regions import Regions
+from dasr.store.reader import RegionStore
+from dasr.store.shards import shard_of
+from dasr.store.skipped import read_skipped
+from dasr.store.writer import StoreWriter
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did: counts, and the skipped images with their reasons."""
+
+    extracted: int = 0
+    already_done: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    regions: int = 0
+    no_region: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.extracted} extracted, {self.already_done} already done, "
+                f"{len(self.skipped)} skipped, {len(self.no_region)} without any region")
+
+
+def read_image_list(images: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
+    """The collection: a folder (searched recursively) or a text file with one path per line.
+
+    Args:
+      images: a folder, or a list file (paths relative to ``root``, or to the list's folder).
+      root: root the stored paths are relative to (default: the folder / the list's folder).
+
+    Returns:
+      (root, relative paths).  Duplicate entries of a list are dropped (first kept) and reported.
+
+    Raises:
+      FileNotFoundError: ``images`` does not exist.
+    """
+    src = Path(images)
+    if src.is_dir():
+        base = Path(root) if root else src
+        rel = list_images(src)
+        if base.resolve() != src.resolve():
+            rel = [os.path.relpath(src / r, base).replace(os.sep, "/") for r in rel]
+        return base, rel
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such folder or image list")
+    base = Path(root) if root else src.parent
+    seen: dict[str, None] = {}
+    dupes = 0
+    with open(src, "rb") as f:
+        for raw in f:
+            line = os.fsdecode(raw.rstrip(b"\r\n")).strip()
+            if not line or line.startswith("#"):
+                continue
+            if line in seen:
+                dupes += 1
+                continue
+            seen[line] = None
+    if dupes:
+        print(f"{src}: {dupes} duplicate paths ignored", file=sys.stderr)
+    return base, list(seen)
+
+
+def _load(root: Path, rel: str):
+    """Decode in a worker thread: returns (image, None) or (None, reason) for a bad image.
+
+    Raises:
+      Any error other than :class:`ImageError` (re-raised by ``Future.result()`` in the
+      extraction loop): a decoding bug is not a bad image.
+    """
+    try:
+        return load_image(root / rel), None
+    except ImageError as e:
+        return None, e.reason
+
+
+def prefetch(root: Path, items: list[tuple[int, str]], workers: int = 2, depth: int = 4):
+    """Yields (order, rel, image or None, reason) while the next images decode in threads.
+
+    Raises:
+      Whatever :func:`_load` raises for the image being yielded.
+    """
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dasr-decode") as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for order, rel in it:
+            pending.append((order, rel, pool.submit(_load, root, rel)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            order, rel, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt[0], nxt[1], pool.submit(_load, root, nxt[1])))
+            image, reason = fut.result()
+            yield order, rel, image, reason
+
+
+def _skip(writer: StoreWriter, summary: ExtractSummary, base: Path, rel_path: str, reason: str) -> None:
+    """Records a skipped image; a name the skipped-list TSV cannot hold is only reported."""
+    note = ""
+    try:
+        writer.skip(rel_path, reason)
+    except ValueError:  # a tab or newline in the name: one bad file must not stop the run
+        note = " (not listed in the .skipped.tsv: its name has a tab or newline)"
+    summary.skipped.append((rel_path, reason))
+    tqdm.write(f"skipped {base / rel_path}: {reason}{note}", file=sys.stderr)
+
+
+def regions_record(extraction) -> dict:
+    """The per-region arrays a store keeps for one image."""
+    r = extraction.regions
+    feats = extraction.features
+    return {
+        "boxes": r.boxes.astype(np.float32),
+        "scores": r.scores.astype(np.float32),
+        "seeds": r.seeds.astype(np.int32),
+        "ellipses": r.ellipses.astype(np.float32),
+        "features": feats.astype(np.float32),
+    }
+
+
+@dataclass
+class _Repooled:
+    """A stored image's regions with features pooled again (what :func:`regions_record` reads)."""
+
+    regions: Regions
+    features: np.ndarray
+
+
+def _repooled(extractor: Extractor, source: RegionStore, rel_path: str, image: np.ndarray) -> _Repooled:
+    try:
+        rows = source.regions_of(source.index(rel_path))
+    except KeyError:
+        # Not a bad image: the source does not belong to this collection.
+        raise ValueError(f"{rel_path}: not in {source.path}, the store its regions are taken from") from None
+    regions = Regions(rows["boxes"], rows["scores"], rows["seeds"], rows["ellipses"], np.zeros(len(rows["boxes"]), np.float32))
+    return _Repooled(regions, extractor.describe_boxes(image, rows["boxes"]))
+
+
+def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str | os.PathLike, *,
+                       root: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
+                       feature_dtype: str = "float32", progress: bool = True,
+                       limit: int | None = None, regions_from: RegionStore | None = None) -> ExtractSummary:
+    """Extracts every image of a collection into ``out`` (resuming a partial run).
+
+    Args:
+      extractor: the configured :class:`Extractor`.
+      images: folder or list file (see :func:`read_image_list`).
+      out: the store path (``.h5``).
+      root: root the stored paths are relative to.
+      shard: (i, n): only images ``i, i+n, ...`` of the list (0-based i).
+      feature_dtype: ``float32`` or ``float16``.
+      progress: show a tqdm bar.
+      limit: only the first ``limit`` images of the list (before sharding), for quick runs.
+      regions_from: a finished store of these images whose regions differ from the wanted ones
+        only in the feature layer or pooling (see :mod:`dasr.store.derive`): its boxes are pooled
+        again on one forward pass per image instead of being found by the backprop.
+
+    Returns:
+      An :class:`ExtractSummary`.
+
+    Raises:
+      Any error other than an :class:`ImageError` of one image (that one is skipped), after
+      the images finished so far are saved in ``out``'s parts for a rerun to resume.
+    """
+    base, rel = read_image_list(images, root)
+    if limit is not None:
+        rel = rel[:limit]
+    items = shard_of(rel, shard) if shard else list(enumerate(rel))
+    config = extractor.config()
+    if shard:
+        config["shard"] = f"{shard[0]}/{shard[1]}"
+    summary = ExtractSummary()
+    source_skipped = read_skipped(regions_from.path) if regions_from is not None else {}
+    with StoreWriter(out, config, str(base), feature_dtype=feature_dtype) as writer:
+        todo = [(o, r) for o, r in items if r not in writer.done]
+        summary.already_done = len(items) - len(todo)
+        for o, r in [(o, r) for o, r in todo if r in source_skipped]:
+            _skip(writer, summary, base, r, source_skipped[r])
+        todo = [(o, r) for o, r in todo if r not in source_skipped]
+        bar = tqdm(total=len(items), initial=summary.already_done, disable=not progress,
+                   unit="img", desc=f"extract {extractor.method}", dynamic_ncols=True)
+        with bar:
+            for order, rel_path, image, reason in prefetch(base, todo):
+                if image is None:
+                    _skip(writer, summary, base, rel_path, reason)
+                else:
+                    try:
+                        ex = extractor(image) if regions_from is None else _repooled(extractor, regions_from, rel_path, image)
+                    except ImageError as e:  # the image itself: reported, the run goes on
+                        _skip(writer, summary, base, rel_path, e.reason)
+                        bar.update(1)
+                        continue
+                    writer.add(rel_path, order, (int(image.shape[1]), int(image.shape[0])), regions_record(ex))
+                    summary.extracted += 1
+                    summary.regions += len(ex.regions)
+                    if len(ex.regions) == 0:
+                        # Stored with zero regions (it can never be returned by a search).
+                        summary.no_region.append(rel_path)
+                        tqdm.write(f"no region found in {base / rel_path} (stored with 0 regions)", file=sys.stderr)
+                    bar.set_postfix(regions=f"{summary.regions / max(1, summary.extracted):.1f}/img")
+                bar.update(1)
+    return summary

@@ -1,0 +1,64 @@
+"""Cells of an experiment: the grid, labels, β, and each cell's ExtractorSpec."""
+
+from __future__ import annotations
+
+import pytest
+
+from dasr.experiments.cells import Cell, build_cells, cell_spec, check_beta, display_label
+from dasr.experiments.config import DEFAULTS, apply_overrides, load_config
+
+from experiments_helpers import EXPERIMENTS
+
+
+def _cfg(**values) -> dict:
+    return {**DEFAULTS, "name": "t", **values}
+
+
+def test_cell_spec_from_config_and_cell():
+    cfg = apply_overrides(load_config(EXPERIMENTS / "ablation_nms.toml"), ["extractor.stop_stride=8"])
+    cells = {c.label: c for c in build_cells(cfg)}
+    a = cell_spec(cfg, cells["β=0.4"])
+    assert (a.method, a.region.nms_iou, a.feature_layer, a.region.stop_stride, a.region.max_side, a.pooling) == \
+        ("dasr-star", 0.4, "conv5_block1_out", 8, 512, "avg")
+    assert a.region.tau == 0.1 and a.weights == "imagenet"
+    b = cell_spec(cfg, cells["no NMS"])
+    assert b.method == "dasr-star" and b.region.nms_iou is None
+    c = cell_spec(cfg, cells["DASR, no NMS"])
+    assert c.method == "dasr" and c.region.method == "dasr" and c.region.nms_iou is None
+    default = cell_spec(_cfg(), Cell("dasr-star", "resnet50", None, "default"))
+    assert default.region.nms_iou == 0.3 and default.feature_layer is None  # the method's β
+    with pytest.raises(ValueError, match="unknown extractor option"):
+        cell_spec(apply_overrides(cfg, ["extractor.bogus=1"]), cells["β=0.4"])
+
+
+def test_labels_name_only_what_varies_and_globals_take_no_beta():
+    cells = build_cells(_cfg(methods=["dasr-star", "gap"], betas=[0.2, "none"]))
+    assert [(c.method, c.beta, c.label) for c in cells] == [
+        ("dasr-star", 0.2, "dasr-star β=0.2"), ("dasr-star", "none", "dasr-star no NMS"),
+        ("gap", "default", "gap default β")]
+    layered = build_cells(_cfg(methods=["dasr"], layers={"resnet50": ["a", "b"], "vgg16": ["c"]}))
+    assert [c.label for c in layered] == ["resnet50 a", "resnet50 b", "vgg16 c"]
+    extra = build_cells(_cfg(extra_cells=[{"method": "dasr", "beta": "none"}]))
+    assert extra[-1] == Cell("dasr", "resnet50", None, "none", "dasr no NMS")
+    with pytest.raises(ValueError, match="share a label"):
+        build_cells(_cfg(extra_cells=[{"method": "dasr-star", "label": "dasr-star"}]))
+    with pytest.raises(ValueError, match="unknown method 'sift'"):
+        build_cells(_cfg(methods=["sift"]))
+
+
+def test_beta_values():
+    assert check_beta("none") == "none" and check_beta(1) == 1.0
+    for bad in (0, 1.5, True, "0.3"):
+        with pytest.raises(ValueError, match="expected 'default', 'none' or a number"):
+            check_beta(bad)
+    assert Cell("dasr", "resnet50", None, "default").effective_beta() is None  # DASR runs without NMS
+    assert Cell("gap", "resnet50", None, "default").effective_beta() is None
+    assert Cell("fixed-box", "resnet50", None, 0.5).effective_beta() == 0.5
+
+
+def test_cell_json_round_trip_and_display_label():
+    cell = Cell("dasr-star", "resnet50", "conv4_block6_out", 0.4, "resnet50 conv4_block6_out")
+    d = cell.to_json()
+    assert d["effective_beta"] == 0.4 and Cell.from_json(d) == cell
+    cfg = _cfg(plot={"labels": {"conv4_block6_out": "Block3_unit6"}})
+    assert display_label(cfg, cell.label) == "resnet50 Block3_unit6"

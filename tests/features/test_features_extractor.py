@@ -1,0 +1,131 @@
+"""The per-image pipeline on an untrained ResNet-50 and small images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dasr.model.backbone import build_backbone
+from dasr.features.extractor import Extractor, prepare_input
+from dasr.regions import RegionConfig, nms
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return build_backbone("resnet50", weights="random")
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    img = np.full((96, 160, 3), 90, np.uint8)
+    img[20:60, 30:80] = rng.integers(0, 255, (40, 50, 3))
+    img[50:90, 100:150] = rng.integers(100, 255, (40, 50, 3))
+    return img
+
+
+def test_boxes_in_original_coordinates(backbone, image):
+    ex = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32"))
+    out = ex(image, keep_maps=True)
+    r = out.regions
+    assert out.scale == pytest.approx(128 / 160)
+    assert len(r) > 0 and out.features.shape == (len(r), 2048)  # conv5_block1_out of ResNet-50
+    assert np.all(r.boxes[:, 0] >= 0) and np.all(r.boxes[:, 2] <= 160 + 1e-3)
+    assert np.all(r.boxes[:, 1] >= 0) and np.all(r.boxes[:, 3] <= 96 + 1e-3)
+    assert np.all(r.boxes[:, 2] > r.boxes[:, 0])
+    assert out.maps.shape == (len(r), 77, 128)
+    assert np.all(np.diff(r.scores) <= 0)  # NMS keeps regions by decreasing score
+
+
+def test_features_are_box_pooled(backbone, image):
+    """Each feature is the plain mean of conv5_block1_out over the cells its box covers.
+
+    The cells are worked out here by hand from the README's rule (cell c of a stride-32 map
+    covers input pixels [32c, 32c+32); a box covers cells floor(x1/32) .. ceil(x2/32)).
+    """
+    ex = Extractor(backbone, "dasr", RegionConfig(method="dasr", max_side=128))
+    out = ex(image)
+    _, scale, _, acts = ex.forward(image)
+    fmap = np.asarray(acts["conv5_block1_out"][0], np.float64)
+    assert fmap.shape[:2] == (3, 4)  # 77 x 128 input, stride 32
+    for box, feature in zip(out.regions.boxes, out.features):
+        x1, y1, x2, y2 = (float(v) * scale for v in box)
+        c0, c1 = int(x1 // 32), max(int(x1 // 32) + 1, int(np.ceil(x2 / 32)))
+        r0, r1 = int(y1 // 32), max(int(y1 // 32) + 1, int(np.ceil(y2 / 32)))
+        want = fmap[r0:min(r1, 3), c0:min(c1, 4)].reshape(-1, fmap.shape[2]).mean(axis=0)
+        np.testing.assert_allclose(feature, want, rtol=1e-4, atol=1e-6)
+    box = tuple(float(v) for v in out.regions.boxes[0])
+    np.testing.assert_allclose(ex.describe_box(image, box), out.features[0], rtol=1e-5)
+
+
+def test_nms_keeps_exactly_the_nms_rows_of_the_no_nms_regions(backbone, image):
+    """β = 0.3 gives the rows of the no-NMS regions that NMS at 0.3 keeps (on the stored boxes)."""
+    none = Extractor(backbone, "dasr-star", RegionConfig(nms_iou=None, max_side=128))(image)
+    some = Extractor(backbone, "dasr-star", RegionConfig(nms_iou=0.3, max_side=128))(image)
+    keep = nms(none.regions.boxes, none.regions.scores, 0.3)
+    assert 0 < len(keep) < len(none.regions), "the image's seeds overlap: NMS must drop some"
+    np.testing.assert_array_equal(some.regions.boxes, none.regions.boxes[keep])
+    np.testing.assert_array_equal(some.features, none.features[keep])
+
+
+def test_the_method_decides_the_nms_default(backbone, image):
+    """A library user's ``Extractor(backbone, "dasr")`` runs DASR without NMS, like the CLI."""
+    dasr = Extractor(backbone, "dasr", RegionConfig(method="dasr", max_side=128))
+    assert dasr.region.nms_iou is None and Extractor(backbone, "dasr").region.nms_iou is None
+    assert Extractor(backbone, "dasr-star").region.nms_iou == 0.3
+    assert Extractor(backbone, "fixed-box").region.method == "dasr-star"
+    plain = Extractor(backbone, "dasr", RegionConfig(method="dasr", nms_iou=None, max_side=128))(image)
+    np.testing.assert_array_equal(dasr(image).regions.boxes, plain.regions.boxes)
+    with pytest.raises(ValueError, match="seed rule"):
+        Extractor(backbone, "dasr", RegionConfig(method="dasr-star"))
+
+
+@pytest.mark.parametrize("method", ["gap", "mac", "rmac", "crow"])
+def test_global_methods_give_one_whole_image_region(backbone, image, method):
+    out = Extractor(backbone, method, RegionConfig(max_side=128))(image)
+    assert len(out.regions) == 1 and out.features.shape == (1, 2048)
+    np.testing.assert_allclose(out.regions.boxes[0], [0, 0, 160, 96])
+
+
+def test_fixed_box_control_uses_seed_centres(backbone, image):
+    ex = Extractor(backbone, "fixed-box", RegionConfig(max_side=128), fixed_box_side=64)
+    out = ex(image)
+    r = out.regions
+    centres = np.stack([(r.boxes[:, 0] + r.boxes[:, 2]) / 2, (r.boxes[:, 1] + r.boxes[:, 3]) / 2], 1) * out.scale
+    seeds = (r.seeds[:, ::-1] + 0.5) * 32
+    inside = (r.boxes[:, 0] > 0) & (r.boxes[:, 1] > 0) & (r.boxes[:, 2] < 160) & (r.boxes[:, 3] < 96)
+    np.testing.assert_allclose(centres[inside], seeds[inside], atol=1e-3)
+    assert ex.config()["fixed_box_side"] == 64
+
+
+def test_tiny_and_thin_images_are_padded(backbone):
+    x, scale, size = prepare_input(np.zeros((2, 300, 3), np.uint8), 128)
+    assert size == (128, 1) and x.shape[1:3] == (32, 128)
+    out = Extractor(backbone, "dasr-star", RegionConfig(max_side=128))(np.full((1, 1, 3), 200, np.uint8))
+    assert np.all(out.regions.boxes[:, 2] <= 1.0 + 1e-6)
+
+
+def test_config_records_everything(backbone):
+    cfg = Extractor(backbone, "dasr-star", RegionConfig(tau=0.2, backprop_dtype="float32")).config()
+    for key in ("backbone", "weights", "method", "feature_layer", "pooling", "max_side", "tau", "nms_iou",
+                "input_rule", "strided_conv", "stop_stride", "backprop_dtype", "dasr_version"):
+        assert key in cfg
+    assert cfg["tau"] == 0.2 and cfg["weights"] == "random" and cfg["backprop_dtype"] == "float32"
+    assert "tau" not in Extractor(backbone, "gap").config()
+
+
+def test_cascade_keeps_exact_regions_of_its_seeds(backbone, image):
+    full = Extractor(backbone, "dasr-star", RegionConfig(nms_iou=None, max_side=128, backprop_dtype="float32"))(image)
+    ex = Extractor(backbone, "dasr-star", RegionConfig(nms_iou=0.3, max_side=128, cascade_stride=16,
+                                                       backprop_dtype="float32"))
+    assert ex.coarse_bp.map_stride == 16 and ex.config()["cascade_stride"] == 16
+    out = ex(image)
+    assert 0 < len(out.regions) <= len(full.regions)
+    row = {tuple(s): i for i, s in enumerate(full.regions.seeds.tolist())}
+    for seed, box, feat in zip(out.regions.seeds.tolist(), out.regions.boxes, out.features):
+        i = row[tuple(seed)]  # each cascade region is the full-map region of its seed
+        np.testing.assert_allclose(box, full.regions.boxes[i], rtol=1e-6)
+        np.testing.assert_allclose(feat, full.features[i], rtol=1e-5)
+    assert "cascade_stride" not in Extractor(backbone, "dasr-star", RegionConfig(max_side=128)).config()
+    with pytest.raises(ValueError, match="cascade_stride needs NMS"):
+        RegionConfig(nms_iou=None, cascade_stride=16)

@@ -1,0 +1,226 @@
+"""Tests for dasr.features.pooling on tiny hand-computed feature maps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dasr.features.pooling import (
+    boxes_to_cells,
+    crow,
+    gap,
+    mac,
+    pool_regions,
+    rmac,
+    rmac_regions,
+)
+
+
+def _toy_map() -> np.ndarray:
+    # (H=2, W=3, C=2): channel 0 = 0..5 row-major, channel 1 = 10 * channel 0.
+    c0 = np.arange(6, dtype=np.float32).reshape(2, 3)
+    return np.stack([c0, 10 * c0], axis=-1)
+
+
+# ----------------------------------------------------------------- boxes_to_cells
+
+
+def test_boxes_to_cells_hand_values():
+    boxes = np.array(
+        [
+            [0, 0, 64, 64],  # exactly 2x2 cells
+            [10, 10, 40, 20],  # touches columns 0-1, row 0
+            [100, 90, 1000, 1000],  # clipped at the bottom-right
+            [64, 64, 64, 64],  # degenerate on a border -> centre cell (2, 2)
+            [500, 500, 600, 600],  # fully outside -> centre clipped to last cell
+        ],
+        dtype=np.float32,
+    )
+    cells = boxes_to_cells(boxes, stride=32, fmap_shape=(4, 5))
+    assert cells.dtype == np.int64
+    np.testing.assert_array_equal(
+        cells,
+        [
+            [0, 2, 0, 2],
+            [0, 1, 0, 2],
+            [2, 4, 3, 5],
+            [2, 3, 2, 3],
+            [3, 4, 4, 5],
+        ],
+    )
+
+
+def test_boxes_to_cells_tolerates_round_off_and_fractional_stride():
+    # 64.0000001 px should not add a third column; 16.5 px stride -> 33 px = 2 cells.
+    cells = boxes_to_cells(
+        np.array([[0, 0, 64.0000001, 63.9999999], [16.5, 0, 33, 33]]), 32, (4, 4)
+    )
+    np.testing.assert_array_equal(cells[0], [0, 2, 0, 2])
+    cells = boxes_to_cells(np.array([[16.5, 0, 33, 33]]), 16.5, (4, 4))
+    np.testing.assert_array_equal(cells, [[0, 2, 1, 2]])
+
+
+def test_boxes_to_cells_always_non_empty_and_inside():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-50, 400, size=(200, 2))
+    wh = rng.uniform(0, 200, size=(200, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    cells = boxes_to_cells(boxes, 32, (7, 9))
+    r0, r1, c0, c1 = cells.T
+    assert np.all((0 <= r0) & (r0 < r1) & (r1 <= 7))
+    assert np.all((0 <= c0) & (c0 < c1) & (c1 <= 9))
+
+
+def test_boxes_to_cells_empty_and_errors():
+    assert boxes_to_cells(np.zeros((0, 4)), 32, (3, 3)).shape == (0, 4)
+    with pytest.raises(ValueError):
+        boxes_to_cells(np.array([[10, 0, 5, 5]]), 32, (3, 3))  # x2 < x1
+    with pytest.raises(ValueError):
+        boxes_to_cells(np.array([[0, 0, 5, 5]]), 0, (3, 3))
+    with pytest.raises(ValueError):
+        boxes_to_cells(np.array([[0, 0, np.nan, 5]]), 32, (3, 3))
+    with pytest.raises(ValueError):
+        boxes_to_cells(np.array([0, 0, 5, 5]), 32, (3, 3))
+
+
+# ------------------------------------------------------------------ pool_regions
+
+
+def test_pool_regions_avg_and_max_hand_values():
+    fmap = _toy_map()
+    cells = np.array([[0, 2, 0, 3], [0, 1, 1, 3], [1, 2, 0, 2], [1, 2, 2, 3]])
+    avg = pool_regions(fmap, cells, "avg")
+    assert avg.dtype == np.float32 and avg.shape == (4, 2)
+    np.testing.assert_allclose(avg[:, 0], [2.5, 1.5, 3.5, 5.0])
+    np.testing.assert_allclose(avg[:, 1], [25.0, 15.0, 35.0, 50.0])
+    mx = pool_regions(fmap, cells, "max")
+    np.testing.assert_allclose(mx[:, 0], [5, 2, 4, 5])
+    np.testing.assert_allclose(mx[:, 1], [50, 20, 40, 50])
+
+
+def test_pool_regions_avg_matches_brute_force_on_all_ranges():
+    rng = np.random.default_rng(1)
+    fmap = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    cells = np.array(
+        [
+            (r0, r1, c0, c1)
+            for r0 in range(4)
+            for r1 in range(r0 + 1, 5)
+            for c0 in range(5)
+            for c1 in range(c0 + 1, 6)
+        ]
+    )
+    got = pool_regions(fmap, cells, "avg")
+    want = np.stack([fmap[a:b, c:d].mean(axis=(0, 1)) for a, b, c, d in cells])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    got_max = pool_regions(fmap, cells, "max")
+    want_max = np.stack([fmap[a:b, c:d].max(axis=(0, 1)) for a, b, c, d in cells])
+    np.testing.assert_array_equal(got_max, want_max)
+
+
+def test_pool_regions_empty_and_errors():
+    fmap = _toy_map()
+    assert pool_regions(fmap, np.zeros((0, 4), dtype=int)).shape == (0, 2)
+    with pytest.raises(ValueError):
+        pool_regions(fmap, np.array([[0, 0, 0, 1]]))  # empty rows
+    with pytest.raises(ValueError):
+        pool_regions(fmap, np.array([[0, 3, 0, 1]]))  # beyond H
+    with pytest.raises(ValueError):
+        pool_regions(fmap, np.array([[0, 1, 0, 1]]), mode="sum")
+    with pytest.raises(ValueError):
+        pool_regions(fmap[0], np.array([[0, 1, 0, 1]]))
+
+
+# ------------------------------------------------------------- global poolings
+
+
+def test_gap_and_mac():
+    fmap = _toy_map()
+    np.testing.assert_allclose(gap(fmap), [2.5, 25.0])
+    np.testing.assert_allclose(mac(fmap), [5.0, 50.0])
+    assert gap(fmap).dtype == np.float32
+
+
+def test_rmac_regions_square_map_hand_values():
+    # 7x7, L=3: l=1 one 7x7; l=2 side 4 at 0,3; l=3 side 3 at 0,2,4.
+    expected = [[0, 7, 0, 7]]
+    expected += [[r, r + 4, c, c + 4] for r in (0, 3) for c in (0, 3)]
+    expected += [[r, r + 3, c, c + 3] for r in (0, 2, 4) for c in (0, 2, 4)]
+    np.testing.assert_array_equal(rmac_regions(7, 7, 3), expected)
+
+
+def test_rmac_regions_rectangular_maps():
+    # H=7, W=10: overlaps 1 - b/7 for b = 3/(steps-1) -> best is 2 regions at l=1.
+    reg = rmac_regions(7, 10, 3)
+    assert len(reg) == 1 * 2 + 2 * 3 + 3 * 4
+    np.testing.assert_array_equal(reg[:2], [[0, 7, 0, 7], [0, 7, 3, 10]])
+    # W=21: overlaps -1, 0, 1/3, 1/2, ... -> 1/3 is closest to 0.4 -> 4 regions at l=1.
+    reg = rmac_regions(7, 21, 1)
+    np.testing.assert_array_equal(reg[:, 2], [0, 4, 9, 14])
+    np.testing.assert_array_equal(reg[:, 3] - reg[:, 2], [7, 7, 7, 7])
+    # Transposed map -> transposed grid.
+    np.testing.assert_array_equal(rmac_regions(21, 7, 2), _transpose_grid(rmac_regions(7, 21, 2)))
+    for h, w in [(1, 1), (2, 3), (5, 40), (13, 9)]:
+        reg = rmac_regions(h, w, 4)
+        assert np.all(reg[:, 0] >= 0) and np.all(reg[:, 1] <= h)
+        assert np.all(reg[:, 2] >= 0) and np.all(reg[:, 3] <= w)
+        assert np.all(reg[:, 1] > reg[:, 0]) and np.all(reg[:, 3] > reg[:, 2])
+    with pytest.raises(ValueError):
+        rmac_regions(0, 3)
+
+
+def _transpose_grid(reg: np.ndarray) -> np.ndarray:
+    # Within each scale the grid is ordered row-major; transposing swaps the
+    # roles of rows and columns, so re-sort by (scale side, new row, new col).
+    t = reg[:, [2, 3, 0, 1]]
+    side = t[:, 1] - t[:, 0]
+    order = np.lexsort((t[:, 2], t[:, 0], -side))
+    return t[order]
+
+
+def test_rmac_hand_values():
+    # Single positive channel: every region MAC normalises to 1 -> sum = #regions.
+    fmap = np.arange(1, 10, dtype=np.float32).reshape(3, 3, 1)
+    assert rmac_regions(3, 3, 2).shape[0] == 5  # whole map + four 2x2 corners
+    np.testing.assert_allclose(rmac(fmap, L=2), [5.0])
+    np.testing.assert_allclose(rmac(fmap, L=2, include_global=True), [6.0])
+    # Two channels on a 2x2 map with L=1: a single region (the map) -> l2(MAC).
+    fmap = np.array([[[3, 0], [0, 1]], [[0, 4], [1, 1]]], dtype=np.float32)
+    np.testing.assert_allclose(rmac(fmap, L=1), [0.6, 0.8], rtol=1e-6)
+
+
+def test_rmac_matches_brute_force():
+    rng = np.random.default_rng(2)
+    fmap = rng.uniform(0, 1, size=(5, 8, 4)).astype(np.float32)
+    want = np.zeros(4)
+    for r0, r1, c0, c1 in rmac_regions(5, 8, 3):
+        v = fmap[r0:r1, c0:c1].max(axis=(0, 1)).astype(np.float64)
+        want += v / np.linalg.norm(v)
+    np.testing.assert_allclose(rmac(fmap, L=3), want, rtol=1e-5)
+
+
+def test_crow_hand_values():
+    # H=1, W=2, C=2: X(0,0) = [1, 0], X(0,1) = [1, 2].
+    fmap = np.array([[[1, 0], [1, 2]]], dtype=np.float32)
+    s0, s1 = (1 / math.sqrt(10)) ** 0.5, (3 / math.sqrt(10)) ** 0.5  # (S'/||S'||_2)^(1/2)
+    w0, w1 = math.log(1.5 / 1.0), math.log(1.5 / 0.5)  # Q = [1, 0.5]
+    want = [w0 * (s0 * 1 + s1 * 1), w1 * (s1 * 2)]
+    np.testing.assert_allclose(crow(fmap), want, rtol=1e-5)
+    # a = b = 1: spatial weight S'/||S'||_1 = [0.25, 0.75].
+    want1 = [w0 * (0.25 + 0.75), w1 * (0.75 * 2)]
+    np.testing.assert_allclose(crow(fmap, a=1, b=1), want1, rtol=1e-5)
+
+
+def test_crow_zero_map_and_dead_channel():
+    np.testing.assert_array_equal(crow(np.zeros((2, 2, 3), np.float32)), 0)
+    fmap = np.zeros((2, 2, 3), np.float32)
+    fmap[..., 0] = 1.0
+    fmap[0, 0, 1] = 2.0
+    out = crow(fmap)
+    assert np.all(np.isfinite(out))
+    assert out[2] == 0.0  # never-active channel contributes nothing
+    assert out[1] > 0  # rare channel gets a large idf-like weight
+    with pytest.raises(ValueError):
+        crow(fmap, a=0)

@@ -1,0 +1,62 @@
+"""ExtractorSpec: the one description of an extractor, and its round trip through a store config."""
+
+from __future__ import annotations
+
+import pytest
+
+from dasr.features.spec import ExtractorSpec, extractor_for_store
+from dasr.regions import RegionConfig
+
+
+def test_region_defaults_follow_the_method():
+    assert ExtractorSpec(method="dasr").region == RegionConfig(method="dasr", nms_iou=None)
+    assert ExtractorSpec(method="dasr-star").region.nms_iou == 0.3
+    assert ExtractorSpec(method="fixed-box").region.method == "dasr-star"
+    assert ExtractorSpec.from_options(method="dasr", tau=0.2).region == RegionConfig(method="dasr", tau=0.2)
+    assert ExtractorSpec.from_options(method="dasr", nms_iou=0.4).region.nms_iou == 0.4
+
+
+def test_replace_rederives_the_defaults_of_a_new_method():
+    star = ExtractorSpec.from_options(method="dasr-star", tau=0.2, max_side=64)
+    dasr = star.replace(method="dasr")
+    assert dasr.region == RegionConfig(method="dasr", tau=0.2, max_side=64)  # β: DASR's (none)
+    assert star.replace(method="dasr", nms_iou=0.5).region.nms_iou == 0.5
+    assert star.replace(tau=0.3).region.nms_iou == 0.3
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"method": "dasr**"}, "method must be"),
+    ({"backbone": "vgg19"}, "backbone must be"),
+    ({"pooling": "gem"}, "pooling must be"),
+    ({"fixed_box_side": float("nan")}, "fixed_box_side"),
+    ({"fixed_box_side": 0}, "fixed_box_side"),
+    ({"tau": 1.5}, "tau"),
+    ({"colour": "red"}, "unknown extractor option"),
+])
+def test_invalid_options_are_refused_with_their_name(options, message):
+    with pytest.raises(ValueError, match=message):
+        ExtractorSpec.from_options(**options)
+
+
+def test_a_region_config_of_another_seed_rule_is_refused():
+    with pytest.raises(ValueError, match="seed rule"):
+        ExtractorSpec(method="dasr", region=RegionConfig(method="dasr-star"))
+
+
+@pytest.mark.parametrize("method", ["dasr", "dasr-star", "fixed-box", "gap", "rmac"])
+def test_a_store_config_turns_back_into_the_same_extractor(method, _cached_extractors):
+    spec = ExtractorSpec.from_options(method=method, weights="random", max_side=64, tau=0.2,
+                                      backprop_dtype="float32", fixed_box_side=48.0)
+    extractor = spec.build()
+    again = extractor_for_store(extractor.config())
+    assert again.config() == extractor.config()
+    assert ExtractorSpec.from_store_config(extractor.config()).build().config() == extractor.config()
+
+
+def test_a_store_of_other_weights_is_refused(_cached_extractors):
+    config = ExtractorSpec.from_options(method="gap", weights="random", max_side=64).build().config()
+    with pytest.raises(ValueError, match="lacks"):
+        ExtractorSpec.from_store_config({k: v for k, v in config.items() if k != "pooling"})
+    config["weights"] = "0123456789abcdef"  # not the random network's fingerprint
+    with pytest.raises(ValueError, match="extracted with weights 0123456789abcdef"):
+        extractor_for_store(config, weights="random")

@@ -1,0 +1,34 @@
+"""Child process of tests/model/test_backprop_jax.py: the tiny net's maps on another Keras backend.
+
+Keras fixes its backend per process, so the JAX results are computed here, in a process started
+with ``KERAS_BACKEND=jax``, and compared by the parent (running TensorFlow).
+
+Usage: ``KERAS_BACKEND=jax python backprop_child.py FIXTURE.npz OUT.npz``.  Writes the backend's
+name and, per configuration of ``backprop_reference.FIXTURE_CASES``, the maps of the fixture's
+seeds together (``maps_<case>``) and the float32 maps of the first two seeds alone (``alone``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+
+from backprop_reference import FIXTURE_CASES, backprop_maps, tiny_net_with_weights
+
+
+def main(fixture: str, out: str) -> None:
+    data = np.load(fixture)
+    weights = [data[f"weight{i}"] for i in range(sum(k.startswith("weight") for k in data.files))]
+    model = tiny_net_with_weights(weights)
+    image, seeds = data["image"], data["seeds"]
+    together = backprop_maps(model, image, seeds)
+    alone = [backprop_maps(model, image, s[None], cases=("float32",))["float32"] for s in seeds[:2]]
+    np.savez(out, backend=keras.backend.backend(),
+             **{f"maps_{n}": together[n] for n in FIXTURE_CASES},
+             alone=np.concatenate(alone))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -1,0 +1,185 @@
+"""The tiny test network of the backprop tests and its float64 dense-matrix reference backprop.
+
+Shared by tests/model/test_backprop.py, test_backprop_fixture.py, test_backprop_jax.py and
+the JAX child process (backprop_child.py), which imports it from this folder.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+OFFSET = (10.0, 20.0, 30.0)
+
+
+def tiny_net(seed: int = 0, kernel_initializer: str = "glorot_uniform") -> keras.Model:
+    """Every supported layer type: padded/strided conv, BN, ReLU, max/avg pooling, 1x1 stride-2
+    conv, a conv with its own ReLU, residual Add, ZeroPadding2D.
+
+    ``kernel_initializer="zeros"`` builds the architecture only (weights set afterwards): JAX
+    compiles every random initializer call, seconds each on a loaded CPU.
+    """
+    keras.utils.set_random_seed(seed)
+    init = {"kernel_initializer": kernel_initializer}
+    x = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.ZeroPadding2D(1, name="pad1")(x)
+    h = keras.layers.Conv2D(4, 3, strides=2, name="c1", **init)(h)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU(name="relu1")(h)
+    h = keras.layers.MaxPooling2D(2, strides=1, padding="same", name="p1")(h)
+    a = keras.layers.Conv2D(6, 1, strides=2, name="ca", **init)(h)
+    a = keras.layers.BatchNormalization(name="bna")(a)
+    b = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="cb1", **init)(h)
+    b = keras.layers.AveragePooling2D(2, strides=2, name="cb2")(b)
+    b = keras.layers.Conv2D(6, 1, name="cb3", **init)(b)
+    b = keras.layers.BatchNormalization(name="bnb")(b)
+    h = keras.layers.Add(name="add")([a, b])
+    h = keras.layers.Activation("relu", name="top")(h)
+    model = keras.Model(x, h)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            # one negative gamma: folding must flip that channel's weight signs
+            layer.set_weights([np.r_[-0.5, rng.uniform(0.5, 2, c - 1)], rng.normal(0, 0.1, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 2, c)])
+    return model
+
+
+# --------------------------------------------------------------------------- reference
+def conv_np(x, k, stride, padding):
+    """Naive float64 convolution, TensorFlow's padding semantics. x (..., H, W, C), k (kh, kw, C, O)."""
+    h, w, _ = x.shape[-3:]
+    kh, kw, _, o = k.shape
+    if padding == "SAME":
+        oh, ow = -(-h // stride), -(-w // stride)
+        ph = max((oh - 1) * stride + kh - h, 0)
+        pw = max((ow - 1) * stride + kw - w, 0)
+        x = np.pad(x, ((0, 0),) * (x.ndim - 3) + ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    else:
+        oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    out = np.zeros((*x.shape[:-3], oh, ow, o))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[..., i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            out[..., i, j, :] = np.tensordot(patch, k, axes=([-3, -2, -1], [0, 1, 2]))
+    return out
+
+
+def sum_pool_np(x, size, stride, padding):
+    """All-ones window per channel (the paper's pooling rule)."""
+    c = x.shape[-1]
+    k = np.zeros((size, size, c, c))
+    for ch in range(c):
+        k[:, :, ch, ch] = 1.0
+    return conv_np(x, k, stride, padding)
+
+
+def dense(fn, in_shape):
+    """The matrix of a linear function: its columns are the images of the unit vectors
+    (``fn`` maps a batch of inputs (n, *in_shape) at once)."""
+    n = int(np.prod(in_shape))
+    return fn(np.eye(n).reshape(n, *in_shape)).reshape(n, -1).T
+
+
+def rule(a, L, p_out):
+    """Eq. 2-3: P(A) = A ⊙ L⁺ᵀ(P(B) ⊘ L⁺A), 0 where L⁺A = 0."""
+    z = L @ a.ravel()
+    y = np.divide(p_out.ravel(), z, out=np.zeros_like(z), where=z != 0)
+    return (a.ravel() * (L.T @ y)).reshape(a.shape)
+
+
+def folded(model, conv, bn):
+    k = model.get_layer(conv).kernel.numpy().astype(np.float64)
+    if bn is None:
+        return np.maximum(k, 0)
+    layer = model.get_layer(bn)
+    g, _, _, v = (w.astype(np.float64) for w in layer.get_weights())
+    return np.maximum(k * (g / np.sqrt(v + layer.epsilon)), 0)
+
+
+def reference_maps(model, image, seeds):
+    """The whole backprop of ``tiny_net`` in float64 with dense matrices; also the mass per stage."""
+    names = ["pad1", "relu1", "p1", "bna", "cb1", "cb2", "bnb", "top"]
+    acts = keras.Model(model.input, [model.get_layer(n).output for n in names])(image[None])
+    acts = {n: np.asarray(a[0], np.float64) for n, a in zip(names, acts)}
+    top = acts["top"]
+    maps, masses = [], []
+    for r, c in seeds:
+        p = np.zeros_like(top)
+        p[r, c] = top[r, c]
+        stage = [p.sum()]
+        # Add: split by positive contributions
+        a_pos, b_pos = np.maximum(acts["bna"], 0), np.maximum(acts["bnb"], 0)
+        tot = a_pos + b_pos
+        pa = np.divide(p * a_pos, tot, out=np.zeros_like(p), where=tot > 0)
+        pb = np.divide(p * b_pos, tot, out=np.zeros_like(p), where=tot > 0)
+        stage.append(pa.sum() + pb.sum())
+        # branch b: cb3(+bnb) 1x1 -> avgpool -> cb1(relu) 3x3 same
+        k3 = folded(model, "cb3", "bnb")
+        L = dense(lambda t: conv_np(t, k3, 1, "VALID"), acts["cb2"].shape)
+        pb = rule(acts["cb2"], L, pb)
+        L = dense(lambda t: sum_pool_np(t, 2, 2, "VALID"), acts["cb1"].shape)
+        pb = rule(acts["cb1"], L, pb)
+        k1 = folded(model, "cb1", None)
+        L = dense(lambda t: conv_np(t, k1, 1, "SAME"), acts["p1"].shape)
+        pb = rule(acts["p1"], L, pb)
+        # branch a: 1x1 stride 2 conv as an all-ones 2x2 window then the 1x1 conv
+        ka = folded(model, "ca", "bna")
+        L = dense(lambda t: conv_np(sum_pool_np(t, 2, 2, "SAME"), ka, 1, "VALID"), acts["p1"].shape)
+        pa = rule(acts["p1"], L, pa)
+        p = pa + pb
+        stage.append(p.sum())
+        # max pooling as an all-ones window
+        L = dense(lambda t: sum_pool_np(t, 2, 1, "SAME"), acts["relu1"].shape)
+        p = rule(acts["relu1"], L, p)
+        stage.append(p.sum())
+        # c1(+bn1) on the padded RAW image (input rule "raw"), then crop the padding
+        kc = folded(model, "c1", "bn1")
+        raw = np.pad(image.astype(np.float64) + np.asarray(OFFSET), ((1, 1), (1, 1), (0, 0)))
+        L = dense(lambda t: conv_np(t, kc, 2, "VALID"), raw.shape)
+        p = rule(raw, L, p)[1:-1, 1:-1, :]
+        stage.append(p.sum())
+        maps.append(p.sum(-1))
+        masses.append(stage)
+    return np.stack(maps), np.asarray(masses)
+
+
+# --------------------------------------------------------------------------- stored maps
+# The configurations whose maps tests/model/data/backprop_maps.npz stores (made by
+# make_backprop_fixture.py with the TensorFlow backprop as it was before the backend-neutral
+# rewrite): the TensorFlow path must keep reproducing them bit for bit, JAX to 1e-5.
+FIXTURE_CASES = {
+    "float32": {},
+    "stop2": {"stop_stride": 2},
+    "exact": {"strided_conv": "exact"},
+    "shift": {"input_rule": "shift"},
+    "bfloat16": {"dtype": "bfloat16"},
+}
+FIXTURE_SEEDS = np.array([[0, 0], [1, 2], [3, 3], [2, 1]])
+
+
+def tiny_image() -> np.ndarray:
+    """The (16, 16, 3) float32 test image (a network input: values around the offset)."""
+    return np.random.default_rng(1).uniform(-10, 200, (16, 16, 3)).astype(np.float32)
+
+
+def tiny_net_with_weights(weights: list[np.ndarray]) -> keras.Model:
+    """``tiny_net``'s architecture with given weights (its own initial ones differ per backend)."""
+    model = tiny_net(kernel_initializer="zeros")
+    model.set_weights(weights)
+    return model
+
+
+def backprop_maps(model: keras.Model, image: np.ndarray, seeds: np.ndarray,
+                  cases: tuple[str, ...] = tuple(FIXTURE_CASES)) -> dict[str, np.ndarray]:
+    """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`."""
+    from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
+
+    out = {}
+    for name in cases:
+        kwargs = FIXTURE_CASES[name]
+        bp = ProbabilityBackprop(model, "top", input_offset=OFFSET, **{"dtype": "float32", **kwargs})
+        acts = bp.forward(image[None])
+        out[name] = np.asarray(bp.backprop(bp.prepare(acts), seed_probabilities(acts["top"], seeds)))
+    return out

@@ -1,0 +1,75 @@
+"""The backprop on the JAX backend agrees with TensorFlow's and with the float64 reference.
+
+Keras fixes its backend per process: the JAX maps come from a child process
+(backprop_child.py, ``KERAS_BACKEND=jax``) fed the stored fixture (the tiny net's weights,
+image and seeds, and TensorFlow's maps); this process compares.  Skipped where JAX is not
+installed (it is in the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backprop_reference import FIXTURE_CASES, reference_maps, tiny_net_with_weights
+from test_backprop_fixture import FIXTURE, load_fixture
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+
+HERE = Path(__file__).resolve().parent
+# float32 on two backends: same maps up to rounding (the ISSUE's bar: 1e-5 of the map's maximum).
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def jax_maps(tmp_path_factory) -> dict[str, np.ndarray]:
+    out = tmp_path_factory.mktemp("jax") / "maps.npz"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(HERE / "backprop_child.py"), str(FIXTURE), str(out)],
+                          cwd=HERE, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max |want|."""
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def test_child_ran_on_jax(jax_maps):
+    assert str(jax_maps["backend"]) == "jax"
+
+
+@pytest.mark.parametrize("case", [c for c in FIXTURE_CASES if c != "bfloat16"])
+def test_jax_float32_matches_tensorflow(jax_maps, case):
+    want = load_fixture()[3][case]
+    got = jax_maps[f"maps_{case}"]
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert relative_difference(got, want) <= RTOL
+
+
+def test_jax_bfloat16_close_to_tensorflow_float32(jax_maps):
+    want = load_fixture()[3]["float32"]
+    got = jax_maps["maps_bfloat16"]
+    assert relative_difference(got, want) < 0.05
+    assert relative_difference(got, want) > 0  # really computed in bfloat16, not float32
+
+
+def test_jax_matches_float64_reference(jax_maps):
+    weights, image, seeds, _ = load_fixture()
+    want, masses = reference_maps(tiny_net_with_weights(weights), image, seeds)
+    got = jax_maps["maps_float32"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())
+    np.testing.assert_allclose(got.sum((1, 2)), masses[:, 0], rtol=1e-5)
+
+
+def test_jax_seeds_alone_equal_seeds_together(jax_maps):
+    together = jax_maps["maps_float32"][:2]
+    np.testing.assert_allclose(jax_maps["alone"], together, rtol=1e-5, atol=1e-7 * together.max())

@@ -1,0 +1,39 @@
+"""bfloat16 only where the hardware computes it (dasr.model.device), on made-up machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from dasr.model.device import auto_dtype, cpu_has_bf16, resolve_dtype
+
+CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\nbogomips\t: 4000\n"
+
+
+@pytest.mark.parametrize("capabilities, cpu_bf16, want", [
+    ([(6, 1)], False, "float32"),   # GTX 1080 Ti (the design card's GPU): bf16 is emulated
+    ([(7, 0)], True, "float32"),    # V100 on a bf16 CPU: the GPU runs the backprop
+    ([(8, 0)], False, "bfloat16"),  # A100
+    ([(9, 0)], False, "bfloat16"),  # H100 / H200
+    ([(8, 6), (6, 1)], False, "float32"),  # mixed: the weakest GPU decides
+    ([], False, "float32"),         # a CPU without bf16 units
+    ([], True, "bfloat16"),         # a CPU with AVX512_BF16 or AMX
+])
+def test_auto_dtype_rule(capabilities, cpu_bf16, want):
+    assert auto_dtype(capabilities, cpu_bf16) == want
+
+
+@pytest.mark.parametrize("extra, want", [
+    ("", False), ("avx512_bf16", True), ("amx_bf16 amx_tile", True),
+    ("avx512_bf16x", False),  # a flag is a whole word, not a prefix
+])
+def test_cpu_bf16_flags(extra, want):
+    assert cpu_has_bf16(CPUINFO.format(extra=extra)) is want
+
+
+def test_resolve_dtype_names_and_auto_on_this_machine():
+    assert resolve_dtype("float32") == "float32"
+    assert resolve_dtype("bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="backprop dtype"):
+        resolve_dtype("int8")
+    # this machine: no GPU is visible to the tests, so auto follows the CPU's flags
+    assert resolve_dtype("auto") == ("bfloat16" if cpu_has_bf16() else "float32")

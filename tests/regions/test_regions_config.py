@@ -1,0 +1,28 @@
+"""RegionConfig: validation, and each method's defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dasr.regions import RegionConfig, default_nms
+
+
+def test_region_config_validation():
+    with pytest.raises(ValueError, match="method"):
+        RegionConfig(method="dasr**")
+    with pytest.raises(ValueError, match="tau"):
+        RegionConfig(tau=1.5)
+    with pytest.raises(ValueError, match="nms_iou"):
+        RegionConfig(nms_iou=0.0)
+    assert RegionConfig().as_dict()["tau"] == 0.1
+
+
+def test_each_method_takes_its_own_nms_default():
+    """DASR runs without NMS and DASR* at β = 0.3 unless β is given (the paper's defaults)."""
+    assert default_nms("dasr") is None and default_nms("dasr-star") == 0.3
+    assert RegionConfig(method="dasr").nms_iou is None
+    assert RegionConfig(method="dasr-star").nms_iou == 0.3 and RegionConfig().nms_iou == 0.3
+    assert RegionConfig(method="dasr", nms_iou=0.5).nms_iou == 0.5
+    assert RegionConfig(method="dasr-star", nms_iou=None).nms_iou is None
+    assert RegionConfig(method="dasr") == RegionConfig(method="dasr", nms_iou=None)
