@@ -303,6 +303,8 @@ BAD_QUERIES = {
     "sub-pixel-box": (None, QUERY, "10,10,11,11", ["smaller than one pixel", QUERY]),
     "sub-cell-box": (None, QUERY, "10,10,30,30", ["smaller than one 32x32 feature cell", QUERY]),
     "malformed-box": (None, QUERY, "1,2,3", ["--box", "four numbers"]),
+    "nan-box": (None, QUERY, "nan,0,50,40", ["--box", "four numbers", "finite"]),
+    "infinite-box": (None, QUERY, "0,0,inf,40", ["--box", "four numbers", "finite"]),
     "undecodable-query": (None, "text.jpg", None, ["text.jpg", "not a recognised image format"]),
     "zero-byte-query": (None, "empty.jpg", None, ["empty.jpg", "zero-byte"]),
     "missing-query": (None, "nope.jpg", None, ["nope.jpg", "file not found"]),

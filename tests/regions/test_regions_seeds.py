@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from dasr.regions import above_mean_seeds, activation_map, find_seeds, local_maxima_seeds
 

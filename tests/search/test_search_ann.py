@@ -11,10 +11,8 @@ import pytest
 from dasr.search.ann import (
     build_index,
     index_bytes_per_vector,
-    load_index,
     plan_index,
     recall_at_k,
-    save_index,
     search_index,
 )
 
@@ -166,23 +164,6 @@ def test_recall_at_k_hand_values():
     assert recall_at_k(exact, exact, 2) == 1.0
     with pytest.raises(ValueError):
         recall_at_k(approx, exact, 4)
-
-
-def test_save_load_round_trip(tmp_path, small):
-    db, q = small
-    index = build_index(db, "ivfpq", nbits=6, nprobe=7)
-    path = tmp_path / "deep" / "regions.faiss"
-    save_index(index, path)
-    save_index(index, path)  # atomic overwrite
-    assert os.listdir(path.parent) == ["regions.faiss"]
-    loaded = load_index(path)
-    assert loaded.ntotal == index.ntotal
-    a = search_index(index, q, k=5)
-    b = search_index(loaded, q, k=5)
-    np.testing.assert_array_equal(a[1], b[1])
-    np.testing.assert_array_equal(a[0], b[0])
-    with pytest.raises(FileNotFoundError):
-        load_index(tmp_path / "missing.faiss")
 
 
 def test_threads_follow_cpu_affinity():

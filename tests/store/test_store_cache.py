@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-from conftest import write_collection
 from dasr.features.extractor import Extractor
-from dasr.model.backbone import build_backbone
-from dasr.regions import RegionConfig
 from dasr.store import RegionStore
 from dasr.store.cache import config_hash, ensure_store, store_folder, write_list
 
 
-@pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("resnet50", weights="random")
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("cache") / "images"
-    write_collection(folder, seed=5, count=4, sizes=[(96, 72), (72, 96), (120, 60), (100, 75)])
-    return folder
-
-
-def make(backbone, beta=0.3, layer=None, tau=0.1, method="dasr-star"):
-    region = RegionConfig(max_side=64, nms_iou=beta, tau=tau, backprop_dtype="float32")
-    return Extractor(backbone, method, region, feature_layer=layer)
-
-
-def test_config_hash_and_folder(backbone, tmp_path):
+def test_config_hash_and_folder(backbone, tmp_path, make):
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 2, "b": 2})
     assert len(config_hash({"a": 1})) == 10
     extractor = make(backbone)
@@ -41,7 +19,7 @@ def test_config_hash_and_folder(backbone, tmp_path):
     assert write_list(tmp_path / "l.txt", ["a.jpg", name]).read_bytes() == b"a.jpg\ncaf\xe9.jpg\n"
 
 
-def test_ensure_store_derives_instead_of_extracting(backbone, images, tmp_path, monkeypatch, capsys):
+def test_ensure_store_derives_instead_of_extracting(backbone, images, tmp_path, monkeypatch, capsys, make):
     names = sorted(p.name for p in images.iterdir())
     work = tmp_path / "stores"
     calls = []

@@ -7,29 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_collection
-from dasr.features.extractor import Extractor
-from dasr.model.backbone import build_backbone
-from dasr.regions import RegionConfig
 from dasr.store import RegionStore, StoreWriter, derive
 from dasr.store.extract import extract_collection
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return build_backbone("resnet50", weights="random")
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("derive") / "images"
-    write_collection(folder, seed=5, count=4, sizes=[(96, 72), (72, 96), (120, 60), (100, 75)])
-    return folder
-
-
-def make(backbone, beta=0.3, layer=None, tau=0.1, method="dasr-star"):
-    region = RegionConfig(max_side=64, nms_iou=beta, tau=tau, backprop_dtype="float32")
-    return Extractor(backbone, method, region, feature_layer=layer)
 
 
 def direct(extractor, images: Path, out: Path) -> RegionStore:
@@ -60,7 +39,7 @@ def test_derivation_kind():
     assert derive.derivation_kind(gap, {**gap, "feature_layer": "conv5_block3_out"}) is None
 
 
-def test_nms_store_is_the_direct_extraction(backbone, images, tmp_path):
+def test_nms_store_is_the_direct_extraction(backbone, images, tmp_path, make):
     none = direct(make(backbone, beta=None), images, tmp_path / "none.h5")
     for beta in (0.1, 0.3):
         target = make(backbone, beta=beta)
@@ -74,7 +53,7 @@ def test_nms_store_is_the_direct_extraction(backbone, images, tmp_path):
         derive.derive_nms_store(none.path, tmp_path / "x.h5", {**target.config(), "tau": 0.2}, none.images)
 
 
-def test_repooled_store_is_the_direct_extraction(backbone, images, tmp_path):
+def test_repooled_store_is_the_direct_extraction(backbone, images, tmp_path, make):
     source = direct(make(backbone), images, tmp_path / "conv5.h5")
     target = make(backbone, layer="conv4_block6_out")  # stride 16, 1024 channels
     want = direct(target, images, tmp_path / "direct.h5")

@@ -129,3 +129,21 @@ def test_another_folder_with_the_same_names_is_not_already_done(extractor, image
         extract_collection(extractor, other, out, progress=False)
     assert_same_store(RegionStore.open(out), uninterrupted)
     assert RegionStore.open(out).root == str(images)
+
+
+def test_a_list_of_absolute_paths_is_stored_relative_to_its_root(tmp_path):
+    """``find $PWD -name '*.jpg' > list.txt`` is the most natural list a user writes."""
+    from dasr.errors import InputError
+    from dasr.store.extract import read_image_list
+
+    (tmp_path / "a").mkdir()
+    for name in ("x.jpg", "y.jpg"):
+        (tmp_path / "a" / name).write_bytes(b"not decoded here")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path.resolve()}/a/x.jpg\na/y.jpg\n")
+    base, rel = read_image_list(listing)
+    assert base == tmp_path and rel == ["a/x.jpg", "a/y.jpg"]
+    for line, problem in (("/etc/passwd", "outside the root"), ("../../etc/passwd", "leaves the root")):
+        listing.write_text(f"a/x.jpg\n{line}\n")
+        with pytest.raises(InputError, match=rf"list.txt:2: .*{problem}"):
+            read_image_list(listing)

@@ -18,12 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from dasr.cli.parser import build_parser  # noqa: E402 - after the environment above
 from dasr.errors import UserError  # noqa: E402
 from dasr.eval.datasets import DatasetMissingError  # noqa: E402
-from dasr.io.images import ImageError  # noqa: E402
 from dasr.model.weights import WeightsError  # noqa: E402
-from dasr.store import StoreError  # noqa: E402
-
-# The library's input errors that predate UserError.
-USER_ERRORS = (UserError, StoreError, ImageError, DatasetMissingError, WeightsError, ValueError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("DASR_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except USER_ERRORS as e:
+    except UserError as e:
         if debug:
             raise
         multi_line = isinstance(e, (DatasetMissingError, WeightsError))

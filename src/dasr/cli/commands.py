@@ -50,8 +50,23 @@ def _weights_path(backbone: str, weights: str) -> Path | None:
     return resolve_weights(backbone, None if weights == "imagenet" else weights)
 
 
-def _report_unreadable(error: ImageError) -> None:
-    print(f"dasr: error: {error}", file=sys.stderr)
+class ImageArguments:
+    """The images named on the command line, decoded one by one; an unreadable one is reported
+    (one line) and makes the command's exit code 2, the others are still done."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self.status = 0
+
+    def __iter__(self):
+        for i, path in enumerate(self.paths):
+            try:
+                image = load_image(path)
+            except ImageError as e:
+                print(f"dasr: error: {e}", file=sys.stderr)
+                self.status = REFUSED
+                continue
+            yield i, path, image
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -71,20 +86,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
         keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
     model = classifier_model(args.backbone, path)
     labels = imagenet_labels() if path is not None else None
-    status = 0
-    for image_path in args.images:
-        try:
-            image = load_image(image_path)
-        except ImageError as e:
-            _report_unreadable(e)
-            status = REFUSED
-            continue
+    images = ImageArguments(args.images)
+    for _, image_path, image in images:
         probs = class_probabilities(model, args.backbone, image)
         print(image_path)
         for idx in np.argsort(-probs)[: args.top]:
             name = labels[idx] if labels else "?"
             print(f"  {idx:4d}  {name:30s} {probs[idx]:.4f}")
-    return status
+    return images.status
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -94,14 +103,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         check_output_path(args.figure, args.images, (".png",), "--figure")
     extractor = spec_from_args(args).build()
     out = []
-    status = 0
-    for i, image_path in enumerate(args.images):
-        try:
-            image = load_image(image_path)
-        except ImageError as e:
-            _report_unreadable(e)
-            status = REFUSED
-            continue
+    images = ImageArguments(args.images)
+    for i, image_path, image in images:
         ex = extractor(image, keep_maps=bool(args.figure))
         regions = ex.regions.to_json()
         out.append({"image": str(image_path), "width": int(image.shape[1]), "height": int(image.shape[0]),
@@ -123,7 +126,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         else:
             atomic_write_bytes(Path(args.json), text.encode())
             print(f"wrote {args.json}")
-    return status
+    return images.status
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -143,7 +146,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     check_output_path(args.out, args.shards, (".h5", ".hdf5"), "--out")
-    store = merge_stores(args.shards, args.out)
+    store = merge_stores(args.shards, args.out, allow_incomplete=args.allow_incomplete)
     print(f"{args.out}: {len(store)} images, {len(store.region_image)} regions")
     return 0
 
@@ -162,7 +165,7 @@ def cmd_whiten(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    box = parse_box(args.box) if args.box else None
+    box = parse_box(args.box, "--box") if args.box else None
     if args.figure:
         check_output_path(args.figure, [args.query, args.index], (".png",), "--figure")
     index, whitening = SearchIndex.open(args.index, pca=args.pca)

@@ -57,6 +57,15 @@ def add_backbone_options(p: argparse.ArgumentParser) -> None:
                         "network) or a .weights.h5 path (used as given, never replaced)")
 
 
+def add_index_options(p: argparse.ArgumentParser) -> None:
+    """The options of a command that searches an index (``search``, ``serve``)."""
+    p.add_argument("--index", required=True)
+    p.add_argument("--pca", default="auto",
+                   help="auto (the one whitening file next to the index, if any), none, or a whitening file")
+    p.add_argument("--weights", default=None,
+                   help="the index's weights file, when they are not the cached ImageNet ones")
+
+
 def add_region_options(p: argparse.ArgumentParser) -> None:
     """The extractor's options (:class:`~dasr.features.spec.ExtractorSpec`)."""
     add_backbone_options(p)

@@ -6,7 +6,8 @@ import argparse
 
 from dasr import __version__
 from dasr.cli import commands as c
-from dasr.cli.options import POSITIVE_INT, add_backbone_options, add_region_options, int_at_least
+from dasr.cli.options import (POSITIVE_INT, add_backbone_options, add_index_options, add_region_options,
+                              int_at_least)
 
 DESCRIPTION = ("DASR instance search: salient regions of images by probability backprop in an ImageNet "
                "classifier, region stores, search and evaluation.")
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="join shard stores into one")
     p.add_argument("shards", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="merge a shard set with missing shards (with a warning) instead of refusing it")
     p.set_defaults(func=c.cmd_merge)
 
     p = sub.add_parser("whiten", help="learn an index's PCA-whitening on another collection's store")
@@ -62,16 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=c.cmd_whiten)
 
     p = sub.add_parser("search", help="find a query instance (image + box) in an index")
-    p.add_argument("--index", required=True)
+    add_index_options(p)
     p.add_argument("--query", required=True)
     p.add_argument("--box", help="x1,y1,x2,y2 in the query image's pixels (default: whole image)")
     p.add_argument("--top", type=POSITIVE_INT, default=10)
     p.add_argument("--small-box", action="store_true",
                    help="accept a box smaller than one feature cell (pools the cell at its centre)")
-    p.add_argument("--pca", default="auto",
-                   help="auto (the one whitening file next to the index, if any), none, or a whitening file")
-    p.add_argument("--weights", default=None,
-                   help="the index's weights file, when they are not the cached ImageNet ones")
     p.add_argument("--json", action="store_true")
     p.add_argument("--figure", help="PNG panel like the paper's Fig. 6")
     p.set_defaults(func=c.cmd_search)
@@ -92,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=c.cmd_evaluate)
 
-    p = sub.add_parser("demo", help="DASR* vs global average pooling on the bundled demo collection")
+    p = sub.add_parser("demo", help="DASR*, the fixed-box control and global average pooling on the bundled demo")
     add_region_options(p)
     p.add_argument("--root", default="data/demo", help="an instance-track style folder")
     p.add_argument("--out", default="results/demo")
@@ -100,13 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=c.cmd_demo)
 
     p = sub.add_parser("serve", help="a local search page over an index: draw a box, see where the instance is")
-    p.add_argument("--index", required=True)
+    add_index_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int_at_least(0), default=8000, help="port (0: any free one)")
-    p.add_argument("--pca", default="auto",
-                   help="auto (the one whitening file next to the index, if any), none, or a whitening file")
-    p.add_argument("--weights", default=None,
-                   help="the index's weights file, when they are not the cached ImageNet ones")
     p.add_argument("--benchmark", help="the benchmark the index was extracted from: relevance marks and AP")
     p.add_argument("--benchmark-root", help="that benchmark's folder (default: its usual place)")
     p.set_defaults(func=c.cmd_serve)

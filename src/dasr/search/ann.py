@@ -44,7 +44,6 @@ from dataclasses import dataclass, replace
 import faiss
 import numpy as np
 
-from dasr.io.atomic import atomic_path
 
 __all__ = [
     "KINDS",
@@ -54,8 +53,6 @@ __all__ = [
     "search_index",
     "recall_at_k",
     "index_bytes_per_vector",
-    "save_index",
-    "load_index",
 ]
 
 logger = logging.getLogger(__name__)
@@ -317,7 +314,7 @@ def search_index(
     """Top-k inner-product search.
 
     Args:
-        index: index from :func:`build_index` or :func:`load_index`.
+        index: index from :func:`build_index`.
         queries: ``(q, d)`` (or ``(d,)``) l2-normalised query descriptors.
         k: neighbours per query.
         nprobe: for IVF kinds, override the lists visited per query (this
@@ -400,32 +397,3 @@ def index_bytes_per_vector(index: faiss.Index, n: int | None = None) -> float:
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     return float(faiss.serialize_index(index).size) / n
-
-
-def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:
-    """Write an index atomically (:func:`dasr.io.atomic.atomic_path`).
-
-    Args:
-        index: the faiss index.
-        path: destination file; parent folders are created.
-    """
-    with atomic_path(path, suffix=".faiss") as tmp:
-        faiss.write_index(index, os.fspath(tmp))
-
-
-def load_index(path: str | os.PathLike[str]) -> faiss.Index:
-    """Read an index written by :func:`save_index` (``nprobe`` is restored).
-
-    Args:
-        path: the index file.
-
-    Returns:
-        the faiss index.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(path)
-    return faiss.read_index(path)

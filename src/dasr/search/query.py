@@ -18,18 +18,22 @@ class QueryBoxError(UserError, ValueError):
     """A query box that cannot describe anything; the message names the image and the box."""
 
 
-def parse_box(text: str) -> Box:
+def parse_box(text: str, name: str = "box") -> Box:
     """``"x1,y1,x2,y2"`` -> four finite floats.
 
+    Args:
+      text: the box as typed.
+      name: what the messages call it (``--box`` on the command line).
+
     Raises:
-      QueryBoxError: not four finite numbers.
+      QueryBoxError: not four finite numbers (NaN or infinity is no coordinate).
     """
     try:
         values = tuple(float(v) for v in str(text).split(","))
     except ValueError:
-        raise QueryBoxError(f"box {text!r}: expected four numbers x1,y1,x2,y2") from None
+        raise QueryBoxError(f"{name} {text!r}: expected four numbers x1,y1,x2,y2") from None
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise QueryBoxError(f"box {text!r}: expected four finite numbers x1,y1,x2,y2")
+        raise QueryBoxError(f"{name} {text!r}: expected four numbers x1,y1,x2,y2, all finite")
     return values  # type: ignore[return-value]
 
 

@@ -59,7 +59,7 @@ from other stores) and :mod:`~dasr.store.cache` (reuse of finished stores).
 from __future__ import annotations
 
 from dasr.store.config import VOLATILE_CONFIG_KEYS, config_differences, diff_configs, normalize_config
-from dasr.store.errors import StoreConfigError, StoreError, StoreLockedError
+from dasr.store.errors import CollectionNotFoundError, StoreConfigError, StoreError, StoreLockedError
 from dasr.store.files import lock_path, parts_path, skipped_path
 from dasr.store.format import FORMAT_NAME, FORMAT_VERSION
 from dasr.store.merge import merge_stores
@@ -74,6 +74,7 @@ __all__ = [
     "VOLATILE_CONFIG_KEYS",
     "store_contents",
     "RegionStore",
+    "CollectionNotFoundError",
     "StoreConfigError",
     "StoreError",
     "StoreLockedError",

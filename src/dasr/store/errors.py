@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["StoreConfigError", "StoreError", "StoreLockedError"]
+from dasr.errors import UserError
+
+__all__ = ["CollectionNotFoundError", "StoreConfigError", "StoreError", "StoreLockedError"]
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store file is corrupt, foreign, truncated or otherwise unusable."""
 
 
@@ -15,3 +17,7 @@ class StoreConfigError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another process is writing the same store."""
+
+
+class CollectionNotFoundError(UserError, FileNotFoundError):
+    """The images to extract: no such folder or image list."""

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from dasr.errors import InputError
+from dasr.store.errors import CollectionNotFoundError
 from dasr.features.extractor import Extractor
 from dasr.io.images import ImageError, list_images, load_image
 from dasr.regions import Regions
@@ -56,9 +58,13 @@ def read_image_list(images: str | os.PathLike, root: str | os.PathLike | None = 
 
     Returns:
       (root, relative paths).  Duplicate entries of a list are dropped (first kept) and reported.
+      An absolute path in a list (``find $PWD -name '*.jpg'`` writes those) is stored relative
+      to the root when it lies under it.
 
     Raises:
-      FileNotFoundError: ``images`` does not exist.
+      CollectionNotFoundError: ``images`` does not exist.
+      InputError: a list line is an absolute path outside the root, or leaves it with ``..``
+        (the message names the line), found before any work.
     """
     src = Path(images)
     if src.is_dir():
@@ -68,15 +74,24 @@ def read_image_list(images: str | os.PathLike, root: str | os.PathLike | None = 
             rel = [os.path.relpath(src / r, base).replace(os.sep, "/") for r in rel]
         return base, rel
     if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such folder or image list")
+        raise CollectionNotFoundError(f"{src}: no such folder or image list")
     base = Path(root) if root else src.parent
     seen: dict[str, None] = {}
     dupes = 0
+    resolved_base = base.resolve()
     with open(src, "rb") as f:
-        for raw in f:
+        for line_no, raw in enumerate(f, 1):
             line = os.fsdecode(raw.rstrip(b"\r\n")).strip()
             if not line or line.startswith("#"):
                 continue
+            if os.path.isabs(line):
+                try:
+                    line = Path(os.path.normpath(line)).relative_to(resolved_base).as_posix()
+                except ValueError:
+                    raise InputError(f"{src}:{line_no}: {line} is outside the root {resolved_base} "
+                                     "(give --root a folder that holds every image)") from None
+            elif os.path.normpath(line).split(os.sep)[0] == "..":
+                raise InputError(f"{src}:{line_no}: {line} leaves the root {resolved_base}")
             if line in seen:
                 dupes += 1
                 continue

@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from dasr.errors import InputError
+
 __all__ = ["parse_shard", "shard_of"]
 
 T = TypeVar("T")
@@ -25,7 +27,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     """
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
     if not match:
-        raise ValueError(f"invalid shard {text!r}: expected I/N with 0 <= I < N (0-based), e.g. 0/4")
+        raise InputError(f"invalid shard {text!r}: expected I/N with 0 <= I < N (0-based), e.g. 0/4")
     i, n = int(match.group(1)), int(match.group(2))
     _check_shard((i, n), text)
     return i, n
@@ -34,7 +36,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _check_shard(shard: tuple[int, int], text: Any) -> None:
     i, n = shard
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"invalid shard {text!r}: need 0 <= I < N (0-based I), got I={i} N={n}")
+        raise InputError(f"invalid shard {text!r}: need 0 <= I < N (0-based I), got I={i} N={n}")
 
 
 def shard_of(items: Sequence[T], shard: tuple[int, int]) -> list[tuple[int, T]]:
@@ -54,6 +56,6 @@ def shard_of(items: Sequence[T], shard: tuple[int, int]) -> list[tuple[int, T]]:
     try:
         i, n = (int(v) for v in shard)
     except (TypeError, ValueError):
-        raise ValueError(f"invalid shard {shard!r}: expected (i, n)") from None
+        raise InputError(f"invalid shard {shard!r}: expected (i, n)") from None
     _check_shard((i, n), shard)
     return [(k, items[k]) for k in range(i, len(items), n)]
