@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from store_fixtures import backbone, images, make  # noqa: F401  (fixtures)
 from dasr.features.extractor import Extractor
 from dasr.store import RegionStore
 from dasr.store.cache import config_hash, ensure_store, store_folder, write_list

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from store_fixtures import backbone, images, make  # noqa: F401  (fixtures)
 from dasr.store import RegionStore, StoreWriter, derive
 from dasr.store.extract import extract_collection
 

@@ -1,4 +1,4 @@
-"""Fixtures of the store tests that extract: one seeded random network, four small images."""
+"""Fixtures of the store tests that extract (imported by them): one seeded random network, four small images."""
 
 from __future__ import annotations
 
