@@ -143,6 +143,11 @@ def test_every_row_a_report_looks_up_exists():
                 cell = Cell(method, "resnet50", "conv5_block1_out", "default")
                 name, row = paper_row(cfg, NUMBERS, bench, cell)
                 assert name == row_name
+                paper_dim = NUMBERS[section][bench][row_name].get("dim")
+                if paper_dim not in (None, 2048):
+                    # The paper's 512-d VGG-16 baselines are no row for a ResNet-50 cell.
+                    assert row is None, (section, bench, method)
+                    continue
                 assert row is not None, (section, bench, method)
                 cols = metric_columns({**cfg, "ks": [10, 20, 50, 100]} if section == "table1" else
                                       {**cfg, "ks": []}, bench)
@@ -165,3 +170,14 @@ def test_the_shipped_configs_name_the_paper_rows():
     fig4 = NUMBERS["fig4"]
     assert fig4["layer_names"][fig4["best_layer"]] == fig4["best_layer_ours"]
     assert NUMBERS["fig5"]["default_beta"] == 0.3 and NUMBERS["fig5"]["best_beta"] == 0.4
+
+
+def test_a_resnet_baseline_is_not_compared_with_the_papers_vgg_row():
+    """The paper's R-MAC/CroW rows are 512-d VGG-16: a 2048-d ResNet-50 cell gets no Δ against them."""
+    cfg = {**DEFAULTS, "name": "t", "task": "instance", "compare": "table1"}
+    for method in ("rmac", "crow"):
+        assert NUMBERS["table1"]["instance-160"][NUMBERS["method_names"][method]]["dim"] == 512
+        name, row = paper_row(cfg, NUMBERS, "instance-160", Cell(method, "resnet50", None, "default"))
+        assert name is not None and row is None
+    _, row = paper_row(cfg, NUMBERS, "instance-160", Cell("dasr-star", "resnet50", None, "default"))
+    assert row is not None and row["dim"] == 2048

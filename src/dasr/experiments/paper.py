@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from dasr.model.architectures import DEFAULT_FEATURE_LAYER, FEATURE_CHANNELS
 from dasr.errors import InputError
 from dasr.eval.datasets import BENCHMARKS
 from dasr.experiments.cells import Cell
@@ -63,7 +64,8 @@ def paper_row(cfg: dict, paper: dict, bench: str, cell: Cell) -> tuple[str | Non
 
     Returns:
       (None, None) for a method the paper does not report or a non-standard configuration;
-      (name, None) when the paper has the method but no row for this benchmark.
+      (name, None) when the paper has the method but no row for this benchmark, or its row
+      describes another network (its ``dim`` is not our descriptor's).
     """
     sec = paper.get(cfg["compare"]) or {}
     name = paper_names(cfg, paper).get(cell.method)
@@ -72,7 +74,12 @@ def paper_row(cfg: dict, paper: dict, bench: str, cell: Cell) -> tuple[str | Non
     if cell.layer not in STANDARD_LAYERS or cell.backbone != "resnet50" or cell.beta != "default":
         return None, None
     if isinstance(sec.get(bench), dict):
-        return name, sec[bench].get(name)
+        row = sec[bench].get(name)
+        layer = cell.layer or DEFAULT_FEATURE_LAYER[cell.backbone]
+        if row is not None and row.get("dim") not in (None, FEATURE_CHANNELS[cell.backbone][layer]):
+            # The paper's global baselines are 512-d VGG-16: no difference against a ResNet-50 cell.
+            return name, None
+        return name, row
     if isinstance(sec.get("methods"), dict):
         return name, sec["methods"].get(name)
     return name, None

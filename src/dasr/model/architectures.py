@@ -22,6 +22,12 @@ FEATURE_LAYERS = {
     },
     "vgg16": {f"block5_conv{i}": 16 for i in range(1, 4)},
 }
+# Channels of each feature layer: a region descriptor's dimension before any PCA.
+FEATURE_CHANNELS = {
+    "resnet50": {**{f"conv4_block{i}_out": 1024 for i in range(1, 7)},
+                 **{f"conv5_block{i}_out": 2048 for i in range(1, 4)}},
+    "vgg16": {f"block5_conv{i}": 512 for i in range(1, 4)},
+}
 DEFAULT_FEATURE_LAYER = {"resnet50": "conv5_block1_out", "vgg16": "block5_conv3"}
 
 
