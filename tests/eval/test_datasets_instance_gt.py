@@ -47,3 +47,17 @@ def test_instance_160_malformed_lines(tmp_path):
     write_text(root / "boxes.txt", "r.jpg 0 0 1 1\nr.jpg 0 0 2 2\n")
     with pytest.raises(ValueError, match=r"boxes\.txt, line 2: second box"):
         D.load_instance_160(root, check_images=False)
+
+
+@pytest.mark.parametrize("ref", ["../../../../etc/passwd", "/etc/passwd", "a/../../x.jpg"])
+def test_a_gt_reference_that_leaves_the_dataset_is_refused(tmp_path, ref):
+    """A gt.txt line may only name images under the dataset root (never /etc/passwd)."""
+    from dasr.errors import InputError
+    from dasr.eval.datasets.common import read_gt_txt
+
+    gt = tmp_path / "gt.txt"
+    gt.write_text(f"q.jpg 2 a.jpg {ref}\n")
+    with pytest.raises(InputError, match="not a path inside the dataset folder"):
+        read_gt_txt(gt)
+    gt.write_text("q.jpg 2 a.jpg sub/b.jpg\n")
+    assert read_gt_txt(gt) == [(1, "q.jpg", ("a.jpg", "sub/b.jpg"))]

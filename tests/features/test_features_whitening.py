@@ -174,3 +174,31 @@ def test_save_rejects_bad_meta_without_leaving_files(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(2))
     with pytest.raises(ValueError):
         load_whitening(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("write, problem", [
+    (lambda p: p.write_bytes(b"not a zip at all"), "not an .npz of numeric arrays"),
+    (lambda p: np.savez(p, mean=np.array([object()], dtype=object), projection=np.zeros((1, 1)),
+                        eigenvalues=np.ones(1), meta_json=np.array("{}")), "not an .npz of numeric arrays"),
+    (lambda p: p.write_bytes(b""), "not an .npz"),
+])
+def test_a_file_that_is_no_whitening_is_refused_without_inviting_a_pickle_load(tmp_path, write, problem):
+    path = tmp_path / "w.npz"
+    write(path)
+    with pytest.raises(ValueError, match=problem) as err:
+        load_whitening(path)
+    assert "allow_pickle" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("spoil, problem", [
+    (lambda p: p["projection"].__setitem__((0, 0), np.nan), "projection is not all finite"),
+    (lambda p: p["mean"].__setitem__(0, np.inf), "mean is not all finite"),
+    (lambda p: p["projection"].__setitem__(slice(None), 0.0), "all zero"),
+])
+def test_a_non_finite_or_zero_whitening_is_refused_when_opened(tmp_path, spoil, problem):
+    x, _ = _correlated(100)
+    params = learn_pca_whitening(x)
+    spoil(params)
+    save_whitening(tmp_path / "w.npz", params, {})
+    with pytest.raises(ValueError, match=problem):
+        load_whitening(tmp_path / "w.npz")

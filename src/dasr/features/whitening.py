@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
 from typing import Any
 
 import numpy as np
 
+from dasr.errors import InputError
 from dasr.io.atomic import atomic_path
 
 __all__ = [
@@ -308,14 +310,28 @@ def load_whitening(
         ``(params, meta)``.
 
     Raises:
-        FileNotFoundError: if the file does not exist.
-        ValueError: if the file lacks a whitening array or is inconsistent.
+        InputError: no such file, not a whitening file, or non-finite / all-zero parameters
+          (a ValueError too); ValueError: inconsistent shapes.
     """
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        missing = [k for k in (*_PARAM_KEYS, _META_KEY) if k not in data.files]
-        if missing:
-            raise ValueError(f"{path} is not a whitening file (missing {missing})")
-        params = {k: data[k] for k in _PARAM_KEYS}
-        meta = json.loads(str(data[_META_KEY]))
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such whitening file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in (*_PARAM_KEYS, _META_KEY) if k not in data.files]
+            if missing:
+                raise InputError(f"{path}: not a whitening file (missing {', '.join(missing)})")
+            params = {k: data[k] for k in _PARAM_KEYS}
+            meta = json.loads(str(data[_META_KEY]))
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        # Not an npz of plain arrays; never suggest loading it with pickles allowed.
+        raise InputError(f"{path}: not a whitening file (not an .npz of numeric arrays)") from None
+    for key, value in params.items():
+        if value.dtype.kind not in "fiu" or not np.all(np.isfinite(value)):
+            raise InputError(f"{path}: not a usable whitening ({key} is not all finite numbers)")
+    if not np.any(params["projection"]):
+        raise InputError(f"{path}: not a usable whitening (its projection is all zero)")
     _check_params(params)
     return params, meta

@@ -84,6 +84,10 @@ class RegionStore:
             for key in source.schema:
                 data = np.asarray(source.rows(key)[()])
                 arrays[key] = data.astype(np.float32) if key == FEATURE_KEY else data
+                if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+                    # A NaN feature or box would give NaN scores and boxes to every search.
+                    raise StoreError(f"{path}: {key} holds non-finite values (NaN or infinity); "
+                                     "extract the store again")
             region_image = np.repeat(np.arange(len(source.images), dtype=np.int32), np.diff(source.offsets))
         except (OSError, ValueError) as exc:
             raise StoreError(f"{path}: unreadable HDF5 file ({one_line(exc)})") from None

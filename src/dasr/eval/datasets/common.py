@@ -214,9 +214,16 @@ def require_path(dataset: str, path: Path, detail: str = "missing") -> Path:
     return path
 
 
-def bad_line(path: Path, line_no: int, problem: str) -> ValueError:
+def bad_line(path: Path, line_no: int, problem: str) -> InputError:
     """The error of a malformed annotation line (to be raised by the caller)."""
-    return ValueError(f"{path}, line {line_no}: {problem}")
+    return InputError(f"{path}, line {line_no}: {problem}")
+
+
+def stays_inside(name: str) -> bool:
+    """Whether an annotation's image path stays under the dataset root (relative, no ``..`` out)."""
+    if not name or os.path.isabs(name) or name.startswith("~"):
+        return False
+    return os.path.normpath(name).split(os.sep)[0] != ".."
 
 
 def parse_box(values: Sequence[str], path: Path, line_no: int) -> Box:
@@ -253,6 +260,9 @@ def read_gt_txt(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
                 raise bad_line(path, line_no, f"N={count} but {len(refs)} references follow")
             if len(set(refs)) != len(refs):
                 raise bad_line(path, line_no, "a reference is listed twice")
+            outside = [t for t in (tokens[0], *refs) if not stays_inside(t)]
+            if outside:
+                raise bad_line(path, line_no, f"{outside[0]!r} is not a path inside the dataset folder")
             entries.append((line_no, tokens[0], refs))
     return entries
 
