@@ -125,7 +125,11 @@ def _search_row(cfg: dict, paper: dict, sec: dict, bench: str, e: Entry, cols: l
         else:
             pv = paper_value(row, pcol, bench, sec)
             ptxt = _fmt(pv)
-            note = "" if pv is not None else ("not in the paper" if row is None else "- in the paper")
+            other_network = (name is not None and row is None and isinstance(sec.get(bench), dict)
+                             and name in sec[bench])
+            note = "" if pv is not None else (
+                f"the paper's row is another network ({sec[bench][name].get('dim')}-d)" if other_network
+                else "not in the paper" if row is None else "- in the paper")
         diff = None if (pv is None or ours is None) else ours - pv
         cells_md += [_fmt(ours), ptxt, _diff(diff)] if numbers else [_fmt(ours)]
         rows.append({**base, "metric": title, "ours": ours, "paper": pv if pv is not None else ("" if paper_data else ptxt),
