@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from dasr.eval import metrics as M
-from dasr.regions import box_iou
 
 
 # --- AP@k -------------------------------------------------------------------------------------
@@ -105,23 +104,6 @@ def test_holidays_ap_rejects_query_in_positives():
 
 
 # --- boxes ------------------------------------------------------------------------------------
-
-def test_box_iou_known_boxes():
-    a = np.array([[0, 0, 2, 2], [0, 0, 0, 5]], dtype=float)  # second box has zero area
-    b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]], dtype=float)
-    iou = box_iou(a, b)
-    assert iou.shape == (2, 3)
-    assert iou[0, 0] == pytest.approx(1 / 7)  # inter 1, union 4 + 4 - 1
-    assert iou[0, 1] == pytest.approx(1.0)
-    assert iou[0, 2] == 0.0
-    assert np.all(iou[1] == 0.0)
-    assert box_iou(a[1:], a[1:])[0, 0] == 0.0  # zero area vs itself: no NaN
-    assert box_iou(np.zeros((0, 4)), b).shape == (0, 3)
-
-
-def test_box_iou_contained_box():
-    assert box_iou([[0, 0, 4, 4]], [[1, 1, 3, 3]])[0, 0] == pytest.approx(4 / 16)
-
 
 def test_localization_recall():
     rec = M.localization_recall([0.3, 0.5, 0.95])
