@@ -8,6 +8,7 @@ another source or dimension never overwrite each other's whitening.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -35,11 +36,7 @@ def whitening_path(index: str | os.PathLike, source: str, dim: int | None) -> Pa
 def whitening_files(index: str | os.PathLike) -> list[Path]:
     """The whitening files kept next to ``index``, sorted."""
     index = Path(index)
-    return sorted(index.parent.glob(f"{glob_escape(index.name)}.whitening-*.npz"))
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
+    return sorted(index.parent.glob(f"{glob.escape(index.name)}.whitening-*.npz"))
 
 
 def learn_whitening(source: RegionStore, out: str | os.PathLike, dim: int | None = None) -> dict:
