@@ -8,14 +8,14 @@ SET := $(if $(BENCH),--set bench=$(BENCH),)
 SETS ?=
 
 .PHONY: install demo test test-fast bench reproduce-table1 reproduce-table2 reproduce-table3 \
-        ablation-layers ablation-nms localization scalability figures gpu-bundle clean
+        ablation-layers ablation-nms localization fidelity scalability figures gpu-bundle search-scale clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[test]"
+	$(VENV)/bin/pip install -q -e ".[test,ray]"
 	touch $@
 
 # The README's main job: weights, then DASR* vs a global baseline on the bundled demo data.
@@ -32,6 +32,13 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench.py
+
+# Region search at the paper's scale (simulated distractors; benchmarks/README.md). The float16
+# databases and indexes go to SCALE_WORK (7M regions: ~7 GB); the report to reports/search-scale/.
+SCALE_SIZES ?= 1000000,7014819
+SCALE_WORK ?= results/search-scale-work
+search-scale: install
+	nice -n 10 $(PY) benchmarks/search_scale.py --sizes $(SCALE_SIZES) --work $(SCALE_WORK)
 
 reproduce-table1: install
 	$(DASR) reproduce experiments/table1.toml $(SET) $(SETS)
@@ -50,6 +57,10 @@ ablation-nms: install
 
 localization: install
 	$(DASR) reproduce experiments/localization.toml $(SET) $(SETS)
+
+# The paper's rule vs the authors' released rule (issue 15); BENCH=paris6k-subset for the official Paris6k lists.
+fidelity: install
+	$(DASR) reproduce experiments/fidelity.toml $(SET) $(SETS)
 
 scalability: install
 	$(DASR) reproduce experiments/scalability.toml $(SET) $(SETS)

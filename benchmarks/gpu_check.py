@@ -34,7 +34,7 @@ import numpy as np
 
 from dasr.model.backbone import build_backbone
 from dasr.model.backprop import ProbabilityBackprop, resolve_dtype, seed_probabilities
-from dasr.regions import RegionConfig, activation_map, best_iou, ellipses_from_maps, find_seeds, nms
+from dasr.regions import RegionConfig, activation_map, best_iou, find_seeds, nms
 
 METHODS = ("dasr", "dasr-star")
 WEIGHTS_FILE = "resnet50_float16.weights.h5"
@@ -77,11 +77,13 @@ def image_regions(bp: ProbabilityBackprop, top_layer: str, x: np.ndarray, region
         state = bp.prepare(acts)
         # Fixed chunk shape: pad the last chunk with copies of the first seed (discarded).
         padded = np.concatenate([seeds, np.repeat(seeds[:1], -len(seeds) % chunk, 0)])
-        maps = np.concatenate([keras.ops.convert_to_numpy(
-            bp.backprop(state, seed_probabilities(acts[top_layer], padded[i:i + chunk])))
-            for i in range(0, len(padded), chunk)])[:len(seeds)]
+        # The GPU path of the Extractor: Eq. 4 computed with the maps, only boxes come back.
+        steps = [bp.backprop_ellipses(state, seed_probabilities(acts[top_layer], padded[i:i + chunk]),
+                                      tau=region.tau, weighted=region.weighted_moments, percentile=None)
+                 for i in range(0, len(padded), chunk)]
+        found_boxes = np.concatenate([b for b, _, _ in steps])[:len(seeds)]
+        kept = np.concatenate([k for _, _, k in steps])[:len(seeds)]
         t2 = time.perf_counter()
-        found_boxes, _, kept = ellipses_from_maps(maps, region.tau, region.weighted_moments, bp.map_stride)
         h, w = x.shape[1:3]
         found = np.flatnonzero(kept > 0)
         boxes = np.clip(found_boxes[found], 0, [w, h, w, h]).astype(np.float32)
@@ -173,14 +175,18 @@ def make_bundle(args) -> None:
         if not np.array_equal(network_input(rgb)[0], preprocess_caffe(rgb)):
             raise RuntimeError("keras preprocess_input differs from dasr.io.images.preprocess_caffe")
     np.savez_compressed(out / IMAGES_FILE, **{f"image{i}": rgb for i, rgb in enumerate(images)})
-    # The reference: float32 on this CPU, from the float16 file (the weights the check uses).
+    # The reference: the CPU Extractor in float32 (maps brought back, NumPy float64 moments), from
+    # the float16 file (the weights the check uses); the images are already at max_side (scale 1).
+    from dasr.features.extractor import Extractor
+
     bb = build_backbone("resnet50", weights=out / WEIGHTS_FILE)
-    bp = ProbabilityBackprop(bb.model, bb.top_layer, input_offset=IMAGENET_BGR_MEAN, dtype="float32")
     ref = {}
     for method in METHODS:
-        region = RegionConfig(method=method, max_side=args.max_side)
+        region = RegionConfig(method=method, max_side=args.max_side, backprop_dtype="float32",
+                              seed_chunk=args.seed_chunk)
+        extractor = Extractor(bb, method, region, boxes_on_device=False)
         for i, rgb in enumerate(images):
-            ref[f"{method}/{i}"] = image_regions(bp, bb.top_layer, network_input(rgb), region, args.seed_chunk).boxes
+            ref[f"{method}/{i}"] = extractor(rgb).regions.boxes
             print(f"[bundle] {method} {names[i]}: {len(ref[f'{method}/{i}'])} boxes", flush=True)
     np.savez_compressed(out / REFERENCE_FILE, **ref)
     manifest = {"images": names, "max_side": args.max_side, "input_offset": list(IMAGENET_BGR_MEAN),

@@ -1,6 +1,6 @@
 """Every measured number the README quotes comes from a committed report under ``reports/``.
 
-The README's "What the shipped data shows" and "Speed" sections quote measurements; each
+The README's "What the shipped data shows", "Speed", "Scale-out" and "Robustness" sections quote measurements; each
 decimal number there must appear in one of the committed reports (Markdown/CSV/JSON), which
 its make target or script regenerates.  Settings written as ``name = value`` or ``≥ value``
 (τ = 0.1, IoU ≥ 0.5) are parameters, not measurements, and are not checked.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("What the shipped data shows", "Speed")
+SECTIONS = ("What the shipped data shows", "Speed", "Scale-out", "Robustness")
 NUMBER = re.compile(r"(?<![\w.=≥≤<>@/-])(?<![=≥≤<>] )[-+−]?\d+\.\d+")
 
 

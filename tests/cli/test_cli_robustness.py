@@ -181,10 +181,13 @@ def test_skipped_tsv_lists_exactly_the_bad_files(broken) -> None:
     assert set(skips) == set(broken["bad"])
     for name, word in broken["bad"].items():
         assert word in skips[name], (name, skips[name])
-    # One "image<TAB>reason" line per file, raw bytes for the non-UTF-8 name.
+    # One "image<TAB>reason[<TAB>size<TAB>sha256]" line per file (size and hash when the file could
+    # be read: not for the dangling link), raw bytes for the non-UTF-8 name.
     lines = tsv.read_bytes().splitlines()
     assert len(lines) == len(broken["bad"])
-    assert all(line.count(b"\t") == 1 and line.split(b"\t")[1] for line in lines)
+    assert all(line.count(b"\t") in (1, 3) and line.split(b"\t")[1] for line in lines)
+    assert [line.count(b"\t") for line in lines if line.startswith(b"dangling.jpg")] == [1]
+    assert b"empty.jpg\tzero-byte file\t0\te3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" in lines
     assert NON_UTF8_BAD + b"\t" + b"not a recognised image format" in tsv.read_bytes()
     assert "notes.txt" not in skips
 

@@ -36,9 +36,14 @@ def test_table():
     whitened = WhiteningInfo(mode="other", source="paris-landmarks", dim=512, learning_vectors=9000, path=None)
     result = _result("dasr-star", whitened, {"ap@10/truncated": 0.2, "ap": 0.7}, {"0.5": 0.25}, 11.04)
     table = format_table([result], ks=(10,))
-    assert "| dasr-star | 512 | 0.200 | 0.700 | 0.250 | 11.0 |" in table
+    assert "| dasr-star | 512 | 0.200 | 0.700 | 0.250 | - | 11.0 |" in table  # no mIoU keys: -
+    assert "mIoU (enclosing-box denominator, authors' MSAR)" in table.splitlines()[0]
     plain = _result("gap", WhiteningInfo("none", None, None, None, None), {"ap": 0.5}, None, 1.0)
-    assert "| gap | none | - | - | 0.500 | - | 1.0 |" in format_table([plain], ks=(10, 20))
+    assert "| gap | none | - | - | 0.500 | - | - | 1.0 |" in format_table([plain], ks=(10, 20))
+    with_miou = _result("dasr", whitened, {"ap": 0.5, "miou/enclosing": 0.4, "miou/images": 2.0}, {"0.5": 0.1}, 3.0)
+    assert "| dasr | 512 | 0.500 | 0.100 | 0.400 | 3.0 |" in format_table([with_miou], ks=())
+    with_miou.config = {"rule": "authors"}
+    assert "| dasr (authors' rule) | 512 |" in format_table([with_miou], ks=())
 
 
 def test_subsample_and_alignment_with_a_store(tmp_path):
@@ -157,3 +162,30 @@ def test_evaluate_selects_the_revisited_protocol(tmp_path, monkeypatch):
     assert runs["medium"].ap_definition == "oxford"
     with pytest.raises(ValueError, match="oxford5k has no protocol"):
         evaluate(extractor, "oxford5k", tmp_path, work=tmp_path, pca="none", protocol="hard", progress=False)
+
+
+def test_add_authors_miou_uses_every_stored_region_of_each_reference_image():
+    import numpy as np
+
+    from dasr.eval.datasets import Benchmark, Query
+    from dasr.eval.instance import add_authors_miou
+    from dasr.eval.metrics import MIOU_IMAGES_KEY, MIOU_KEY
+    from dasr.eval.records import QueryScore
+
+    class Store:  # the two things add_authors_miou reads of a RegionStore
+        images = ["b.jpg", "a.jpg"]
+        boxes = {0: np.array([[0, 0, 4, 4], [2, 2, 6, 6]], np.float32), 1: np.array([[0, 0, 2, 4]], np.float32)}
+
+        def regions_of(self, i):
+            return {"boxes": self.boxes[i]}
+
+    bench = Benchmark(name="t", root=Path("."), database=("a.jpg", "b.jpg", "c.jpg"), ap="instance", queries=(
+        Query("q1", "x.jpg", None, positives=(0, 1, 2),
+              positive_boxes={0: (0, 0, 4, 4), 1: (2, 2, 6, 6), 2: (0, 0, 1, 1)}),
+        Query("q2", "y.jpg", None, positives=(1,))))
+    scores = [QueryScore("q1", {"ap": 1.0}), QueryScore("q2", {"ap": 0.5})]
+    add_authors_miou(scores, bench, Store())
+    # a.jpg (store row 1): [0,0,2,4] vs [0,0,4,4] -> 8/16; b.jpg: exact match -> 1; c.jpg: not stored -> 0
+    assert scores[0].ap[MIOU_KEY] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert scores[0].ap[MIOU_IMAGES_KEY] == 3
+    assert scores[1].ap == {"ap": 0.5, MIOU_KEY: 0.0, MIOU_IMAGES_KEY: 0.0}  # no boxes: weight 0

@@ -138,3 +138,36 @@ def test_bootstrap_rejects_mismatched_input():
         M.bootstrap_difference_ci([1.0], [1.0, 2.0])
     with pytest.raises(ValueError):
         M.bootstrap_difference_ci([], [])
+
+
+# ----------------------------------------------------------------------------- the authors' mIoU
+def test_enclosing_iou_by_hand():
+    from dasr.eval.metrics import enclosing_iou
+
+    a = [[0, 0, 4, 4]]
+    # overlap 2x2 = 4; enclosing box (0,0)-(6,6) = 36 -> 1/9 (true IoU: 4 / 28 = 1/7)
+    b = [[2, 2, 6, 6], [0, 0, 4, 4], [1, 1, 3, 3], [5, 5, 7, 7], [4, 0, 8, 4]]
+    got = enclosing_iou(a, b)[0]
+    np.testing.assert_allclose(got, [1 / 9, 1.0, 4 / 16, 0.0, 0.0])
+    assert enclosing_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 0.0  # empty enclosing box
+
+
+def test_authors_miou_best_per_image_then_mean():
+    from dasr.eval.metrics import authors_miou, best_enclosing_ious
+
+    regions = [np.array([[0, 0, 4, 4], [2, 2, 6, 6]]), np.zeros((0, 4)), np.array([[0, 0, 2, 4]])]
+    truths = [np.array([[2, 2, 6, 6]]), np.array([[0, 0, 1, 1]]), np.array([[0, 0, 4, 4], [0, 0, 2, 2]])]
+    # image 0: best of 1/9 and 1; image 1: no region -> 0; image 2: max(8/16, 4/8) = 0.5
+    np.testing.assert_allclose(best_enclosing_ious(regions, truths), [1.0, 0.0, 0.5])
+    assert authors_miou(regions, truths) == pytest.approx(0.5)
+    assert authors_miou([], []) == 0.0
+    with pytest.raises(ValueError):
+        best_enclosing_ious(regions, truths[:2])
+
+
+def test_pooled_miou_weights_by_images():
+    from dasr.eval.metrics import MIOU_IMAGES_KEY, MIOU_KEY, pooled_authors_miou
+
+    scores = [{"ap": 1.0, MIOU_KEY: 0.5, MIOU_IMAGES_KEY: 3.0}, {"ap": 0.0, MIOU_KEY: 0.1, MIOU_IMAGES_KEY: 1.0}]
+    assert pooled_authors_miou(scores) == pytest.approx((0.5 * 3 + 0.1) / 4)
+    assert pooled_authors_miou([{"ap": 1.0}]) is None

@@ -62,3 +62,27 @@ def test_cell_json_round_trip_and_display_label():
     assert d["effective_beta"] == 0.4 and Cell.from_json(d) == cell
     cfg = _cfg(plot={"labels": {"conv4_block6_out": "Block3_unit6"}})
     assert display_label(cfg, cell.label) == "resnet50 Block3_unit6"
+
+
+def test_rules_apply_to_dasr_and_dasr_star_only():
+    cfg = load_config(EXPERIMENTS / "fidelity.toml")
+    cells = build_cells(cfg)
+    assert [(c.label, c.rule) for c in cells] == [
+        ("dasr-star", "paper"), ("dasr-star authors", "authors"), ("dasr", "paper"), ("dasr authors", "authors"),
+        ("fixed-box", "paper"), ("gap", "paper"), ("mac", "paper"), ("rmac", "paper"), ("crow", "paper")]
+    by_label = {c.label: c for c in cells}
+    assert cell_spec(cfg, by_label["dasr authors"]).region.rule == "authors"
+    assert cell_spec(cfg, by_label["dasr"]).region.rule == "paper"
+    assert cell_spec(cfg, by_label["fixed-box"]).region.rule == "paper"
+    # a config without `rules` is the paper's, labels unchanged
+    assert [c.label for c in build_cells(_cfg(methods=["dasr", "gap"]))] == ["dasr", "gap"]
+    extra = build_cells(_cfg(extra_cells=[{"method": "dasr", "rule": "authors", "label": "theirs"}]))
+    assert extra[-1].rule == "authors"
+    assert Cell.from_json(by_label["dasr authors"].to_json()) == by_label["dasr authors"]
+    old = by_label["dasr"].to_json()
+    del old["rule"]  # results.json written before the option
+    assert Cell.from_json(old).rule == "paper"
+    with pytest.raises(ValueError, match="rule 'guess'"):
+        build_cells(_cfg(rules=["guess"]))
+    with pytest.raises(ValueError, match="rules must be"):
+        apply_overrides(cfg, ["rules=3"])

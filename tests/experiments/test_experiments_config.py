@@ -151,3 +151,23 @@ def test_results_folder_is_under_results_unless_out_is_given(tmp_path):
 def test_slug():
     assert slug("dasr-star no NMS") == "dasr-star-no-NMS"
     assert slug("../x/y") == "..-x-y" and slug("//") == "x"
+
+
+@pytest.mark.parametrize("text, key", [('name = "x"\nmethods = 5\n', "methods"), ('name = "x"\ntau = "big"\n', "tau")])
+def test_a_config_value_of_the_wrong_type_is_a_user_error_naming_the_key(tmp_path, text, key):
+    from dasr.errors import InputError
+
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(InputError, match=rf"bad.toml: {key} must be"):
+        C.load_config(tmp_path / "bad.toml")
+
+
+def test_a_missing_or_binary_config_file_is_a_user_error(tmp_path):
+    from dasr.errors import InputError, UserError
+
+    with pytest.raises(UserError, match="nothing.toml: no such config file") as info:
+        C.load_config(tmp_path / "nothing.toml")
+    assert isinstance(info.value, FileNotFoundError)
+    (tmp_path / "binary.toml").write_bytes(b"name = \xff\xfe\n")
+    with pytest.raises(InputError, match="binary.toml: not a UTF-8 text file"):
+        C.load_config(tmp_path / "binary.toml")

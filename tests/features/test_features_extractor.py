@@ -129,3 +129,27 @@ def test_cascade_keeps_exact_regions_of_its_seeds(backbone, image):
     assert "cascade_stride" not in Extractor(backbone, "dasr-star", RegionConfig(max_side=128)).config()
     with pytest.raises(ValueError, match="cascade_stride needs NMS"):
         RegionConfig(nms_iou=None, cascade_stride=16)
+
+
+def test_authors_rule_is_recorded_and_runs_its_pipeline(backbone, image):
+    """The store records ``rule`` only when it is not the paper's (old configs stay valid); the
+    authors' rule takes its own seeds (no border row/col), backprop and 95th-percentile threshold."""
+    from dasr.regions import activation_map, find_seeds
+    from dasr.regions.seeds import authors_peaks
+
+    paper = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32"))
+    assert "rule" not in paper.config()
+    ex = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32", rule="authors"))
+    assert ex.config()["rule"] == "authors" and ex.bp.rule == "authors"
+    assert {k: v for k, v in ex.config().items() if k != "rule"} == paper.config()
+    out = ex(image, keep_maps=True)
+    x, scale, size, acts = ex.forward(image)
+    amap = activation_map(np.asarray(acts[backbone.top_layer]))
+    seeds, _ = authors_peaks(amap, mean_filter=False)
+    assert set(map(tuple, out.regions.seeds.tolist())) <= set(map(tuple, seeds.tolist()))
+    assert len(out.regions) > 0
+    # at most ~5% of each map kept (ties at the percentile aside), unlike τ = 0.1 of the maximum
+    assert (out.regions.kept_fraction <= 0.06).all() and (out.regions.kept_fraction > 0).all()
+    with pytest.raises(ValueError, match="seed rule"):
+        Extractor(backbone, "dasr", RegionConfig(method="dasr-star", rule="authors"))
+    assert len(find_seeds(amap, "dasr", rule="authors")[0]) <= len(seeds)

@@ -60,3 +60,16 @@ def test_a_store_of_other_weights_is_refused(_cached_extractors):
     config["weights"] = "0123456789abcdef"  # not the random network's fingerprint
     with pytest.raises(ValueError, match="extracted with weights 0123456789abcdef"):
         extractor_for_store(config, weights="random")
+
+
+def test_rule_round_trips_through_options_and_store_config():
+    from dasr.features.spec import ExtractorSpec
+
+    spec = ExtractorSpec.from_options(method="dasr", rule="authors", weights="random")
+    assert spec.region.rule == "authors"
+    config = {"method": "dasr", "backbone": "resnet50", "weights": "random", "feature_layer": "conv5_block1_out",
+              "pooling": "avg", "rule": "authors"}
+    assert ExtractorSpec.from_store_config(config).region.rule == "authors"
+    del config["rule"]  # a store made before the option: the paper's rule
+    assert ExtractorSpec.from_store_config(config).region.rule == "paper"
+    assert spec.replace(method="dasr-star").region.rule == "authors"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -67,3 +68,36 @@ def test_temp_names_are_unique(tmp_path):
         a.write_bytes(b"a")
         b.write_bytes(b"b")
     assert path.read_bytes() == b"a"  # the outer block finishes last
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+def _full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):
+    from dasr.errors import UserError
+    from dasr.io.atomic import DiskFullError
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(DiskFullError) as info:
+        with atomic_path(target, fsync=_full) as tmp:
+            tmp.write_bytes(b"new")
+    assert isinstance(info.value, UserError) and isinstance(info.value, OSError)
+    assert str(info.value).startswith(f"{target}: no space left on device") and "\n" not in str(info.value)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_an_hdf5_write_error_quoting_enospc_is_a_full_disk_and_others_are_not(tmp_path):
+    from dasr.io.atomic import DiskFullError, disk_full_error
+
+    hdf5 = OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")
+    assert isinstance(disk_full_error(tmp_path / "s.h5", hdf5), DiskFullError)
+    assert disk_full_error(tmp_path / "s.h5", OSError(errno.EACCES, "Permission denied")) is None
+    assert disk_full_error(tmp_path / "s.h5", ValueError("No space left on device")) is None
+    with pytest.raises(PermissionError):  # any other error propagates as it is
+        with atomic_path(tmp_path / "x", fsync=lambda _: (_ for _ in ()).throw(PermissionError("no"))):
+            pass

@@ -441,3 +441,64 @@ def test_list_images(tmp_path: Path) -> None:
 def test_module_does_not_touch_pillow_globals() -> None:
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert images.MAX_PIXELS == 178_956_970
+
+
+# --------------------------------------------------------------------------- read_image: identity, budget
+
+
+def test_read_image_returns_the_files_size_and_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    from dasr.io.images import read_image
+
+    Image.fromarray(np.full((9, 7, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    got = read_image(tmp_path / "a.png", identity=True)
+    assert (got.file_size, got.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    np.testing.assert_array_equal(got.pixels, load_image(tmp_path / "a.png"))
+    assert (read_image(tmp_path / "a.png").file_size, read_image(tmp_path / "a.png").sha256) == (-1, "")
+
+
+def test_read_image_reserves_its_need_and_keeps_only_the_pixels(tmp_path: Path) -> None:
+    from dasr.io.budget import DecodeBudget
+    from dasr.io.images import read_image
+    from dasr.io.pixels import decode_need
+
+    Image.fromarray(np.full((30, 40, 4), 90, np.uint8), "RGBA").save(tmp_path / "a.png")
+    budget = DecodeBudget(decode_need(40, 30, "RGBA", "PNG"))
+    got = read_image(tmp_path / "a.png", budget=budget, ticket=budget.ticket())
+    assert budget.free == budget.total - got.pixels.nbytes == budget.total - 40 * 30 * 3
+    budget.release(got.pixels.nbytes)
+    small = DecodeBudget(decode_need(40, 30, "RGBA", "PNG") - 1)
+    err = _load_error_with(lambda: read_image(tmp_path / "a.png", budget=small, ticket=small.ticket()))
+    assert "over the decode memory budget" in err.reason and "40 x 30 PNG RGBA" in err.reason
+    assert small.free == small.total
+
+
+def test_a_failed_decode_gives_its_reservation_back(tmp_path: Path) -> None:
+    from dasr.io.budget import DecodeBudget
+    from dasr.io.images import read_image
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    budget = DecodeBudget()
+    _load_error_with(lambda: read_image(tmp_path / "cut.png", budget=budget, ticket=budget.ticket()))
+    assert budget.free == budget.total
+
+
+def _load_error_with(call) -> ImageError:
+    with pytest.raises(ImageError) as info:
+        call()
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+def test_load_image_refuses_a_need_over_the_default_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dasr.io.pixels import decode_need
+
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.setattr(images, "DEFAULT_DECODE_BUDGET", decode_need(40, 30, "RGB", "PNG") - 1)
+    assert "over the decode memory budget" in _load_error(tmp_path / "a.png").reason
+    monkeypatch.setattr(images, "DEFAULT_DECODE_BUDGET", decode_need(40, 30, "RGB", "PNG"))
+    assert load_image(tmp_path / "a.png").shape == (30, 40, 3)

@@ -145,6 +145,90 @@ def reference_maps(model, image, seeds):
     return np.stack(maps), np.asarray(masses)
 
 
+# --------------------------------------------------------------------------- the authors' rule
+def bn_scale(model, bn):
+    """A BatchNormalization's signed per-channel scale γ/sqrt(σ²+ε), float64."""
+    layer = model.get_layer(bn)
+    g, _, _, v = (w.astype(np.float64) for w in layer.get_weights())
+    return g / np.sqrt(v + layer.epsilon)
+
+
+def authors_rule(a, L, g):
+    """PRM's conv: (A - min A) ⊙ L⁺ᵀ(g / (|L⁺(A - min A)| + 1e-10)), 0 where L⁺(A - min A) < 1e-10.
+
+    ``a`` is already shifted by the caller (a padded input is shifted before its padding)."""
+    z = L @ a.ravel()
+    y = np.where(z < 1e-10, 0.0, g.ravel() / (np.abs(z) + 1e-10))
+    return (a.ravel() * (L.T @ y)).reshape(a.shape)
+
+
+def max_pool_routing(x, size, stride):
+    """The Jacobian of a SAME max pooling (stride ``stride``) at ``x`` (h, w, c): each output to the
+    first maximum of its window in row-major order (TensorFlow's tie rule)."""
+    h, w, c = x.shape
+    oh, ow = -(-h // stride), -(-w // stride)
+    ph = max((oh - 1) * stride + size - h, 0) // 2
+    pw = max((ow - 1) * stride + size - w, 0) // 2
+    J = np.zeros((oh * ow * c, h * w * c))
+    for i in range(oh):
+        for j in range(ow):
+            for ch in range(c):
+                best, where = -np.inf, None
+                for di in range(size):
+                    for dj in range(size):
+                        r, q = i * stride - ph + di, j * stride - pw + dj
+                        if 0 <= r < h and 0 <= q < w and x[r, q, ch] > best:
+                            best, where = x[r, q, ch], (r, q)
+                J[(i * ow + j) * c + ch, (where[0] * w + where[1]) * c + ch] = 1.0
+    return J
+
+
+def authors_reference_maps(model, image, seeds, strided_conv="window"):
+    """The authors' (PRM) backprop of ``tiny_net`` in float64 with dense matrices.
+
+    Seeds are 1/C on every channel of their cell; convs use the raw kernels' positive part on
+    their input shifted by its minimum; BN multiplies by its signed scale, ReLUs by their masks,
+    max pooling routes to the maximum, average pooling spreads evenly, the Add copies; the map is
+    the channel sum clamped at 0."""
+    names = ["relu1", "p1", "bna", "cb1", "cb2", "top"]
+    acts = keras.Model(model.input, [model.get_layer(n).output for n in names])(image[None])
+    acts = {n: np.asarray(a[0], np.float64) for n, a in zip(names, acts)}
+    top = acts["top"]
+
+    def pos(name):
+        return np.maximum(model.get_layer(name).kernel.numpy().astype(np.float64), 0)
+
+    def shifted(a):
+        return a - a.min()
+
+    maps = []
+    for r, c in seeds:
+        g = np.zeros_like(top)
+        g[r, c] = 1.0 / top.shape[-1]
+        g = g * (top > 0)  # the top ReLU
+        ga, gb = g.copy(), g.copy()  # the Add copies
+        gb = gb * bn_scale(model, "bnb")
+        a = shifted(acts["cb2"])
+        gb = authors_rule(a, dense(lambda t: conv_np(t, pos("cb3"), 1, "VALID"), a.shape), gb)
+        avg = dense(lambda t: sum_pool_np(t, 2, 2, "VALID") / 4.0, acts["cb1"].shape)
+        gb = (avg.T @ gb.ravel()).reshape(acts["cb1"].shape) * (acts["cb1"] > 0)
+        a = shifted(acts["p1"])
+        gb = authors_rule(a, dense(lambda t: conv_np(t, pos("cb1"), 1, "SAME"), a.shape), gb)
+        ga = ga * bn_scale(model, "bna")
+        if strided_conv == "window":
+            L = dense(lambda t: conv_np(sum_pool_np(t, 2, 2, "SAME"), pos("ca"), 1, "VALID"), a.shape)
+        else:
+            L = dense(lambda t: conv_np(t, pos("ca"), 2, "VALID"), a.shape)
+        g = authors_rule(a, L, ga) + gb
+        J = max_pool_routing(acts["relu1"], 2, 1)
+        g = (J.T @ g.ravel()).reshape(acts["relu1"].shape) * (acts["relu1"] > 0)
+        g = g * bn_scale(model, "bn1")
+        a = np.pad(shifted(image.astype(np.float64)), ((1, 1), (1, 1), (0, 0)))
+        g = authors_rule(a, dense(lambda t: conv_np(t, pos("c1"), 2, "VALID"), a.shape), g)[1:-1, 1:-1, :]
+        maps.append(np.maximum(g.sum(-1), 0))
+    return np.stack(maps)
+
+
 # --------------------------------------------------------------------------- stored maps
 # The configurations whose maps tests/model/data/backprop_maps.npz stores (made by
 # make_backprop_fixture.py with the TensorFlow backprop as it was before the backend-neutral
@@ -171,15 +255,24 @@ def tiny_net_with_weights(weights: list[np.ndarray]) -> keras.Model:
     return model
 
 
+# The authors' rule, compared with :func:`authors_reference_maps` (not stored: no older maps exist).
+AUTHORS_CASES = {
+    "authors": {"rule": "authors"},
+    "authors_exact": {"rule": "authors", "strided_conv": "exact"},
+}
+
+
 def backprop_maps(model: keras.Model, image: np.ndarray, seeds: np.ndarray,
                   cases: tuple[str, ...] = tuple(FIXTURE_CASES)) -> dict[str, np.ndarray]:
-    """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`."""
+    """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`
+    or :data:`AUTHORS_CASES`."""
     from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
 
     out = {}
     for name in cases:
-        kwargs = FIXTURE_CASES[name]
+        kwargs = {**FIXTURE_CASES, **AUTHORS_CASES}[name]
         bp = ProbabilityBackprop(model, "top", input_offset=OFFSET, **{"dtype": "float32", **kwargs})
         acts = bp.forward(image[None])
-        out[name] = np.asarray(bp.backprop(bp.prepare(acts), seed_probabilities(acts["top"], seeds)))
+        top_probs = seed_probabilities(acts["top"], seeds, kwargs.get("rule", "paper"))
+        out[name] = np.asarray(bp.backprop(bp.prepare(acts), top_probs))
     return out

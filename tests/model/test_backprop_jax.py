@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_reference import FIXTURE_CASES, reference_maps, tiny_net_with_weights
+from backprop_reference import AUTHORS_CASES, FIXTURE_CASES, authors_reference_maps, reference_maps, tiny_net_with_weights
 from test_backprop_fixture import FIXTURE, load_fixture
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
@@ -73,3 +73,14 @@ def test_jax_matches_float64_reference(jax_maps):
 def test_jax_seeds_alone_equal_seeds_together(jax_maps):
     together = jax_maps["maps_float32"][:2]
     np.testing.assert_allclose(jax_maps["alone"], together, rtol=1e-5, atol=1e-7 * together.max())
+
+
+@pytest.mark.parametrize("case", list(AUTHORS_CASES))
+def test_jax_authors_rule_matches_float64_reference(jax_maps, case):
+    """The authors' rule on JAX (its max-pooling transpose is JAX's own vjp) against the reference."""
+    weights, image, seeds, _ = load_fixture()
+    want = authors_reference_maps(tiny_net_with_weights(weights), image, seeds,
+                                  AUTHORS_CASES[case].get("strided_conv", "window"))
+    got = jax_maps[f"maps_{case}"]
+    assert want.max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())

@@ -37,3 +37,17 @@ def test_resolve_dtype_names_and_auto_on_this_machine():
         resolve_dtype("int8")
     # this machine: no GPU is visible to the tests, so auto follows the CPU's flags
     assert resolve_dtype("auto") == ("bfloat16" if cpu_has_bf16() else "float32")
+
+
+def test_compilation_cache_is_a_jax_matter(tmp_path) -> None:
+    import keras
+
+    from dasr.model.device import enable_compilation_cache
+
+    if keras.backend.backend() == "tensorflow":
+        assert enable_compilation_cache(tmp_path) is False
+    else:  # pragma: no cover - the suite runs on TensorFlow (tests/cli/test_cli_backend.py: on JAX)
+        import jax
+
+        assert enable_compilation_cache(tmp_path) is True
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path)

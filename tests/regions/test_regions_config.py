@@ -25,3 +25,22 @@ def test_each_method_takes_its_own_nms_default():
     assert RegionConfig(method="dasr", nms_iou=0.5).nms_iou == 0.5
     assert RegionConfig(method="dasr-star", nms_iou=None).nms_iou is None
     assert RegionConfig(method="dasr") == RegionConfig(method="dasr", nms_iou=None)
+
+
+@pytest.mark.parametrize("field, value", [("max_side", "big"), ("tau", "0.1"), ("seed_chunk", 2.5),
+                                          ("max_seeds", True), ("weighted_moments", 1), ("nms_iou", "x")])
+def test_a_value_of_the_wrong_type_is_refused_naming_the_field(field, value):
+    from dasr.errors import InputError
+    from dasr.regions import RegionConfig
+
+    with pytest.raises(InputError, match=rf"^{field} must be"):
+        RegionConfig(**{field: value})
+
+
+def test_numpy_numbers_are_accepted():
+    import numpy as np
+
+    from dasr.regions import RegionConfig
+
+    config = RegionConfig(max_side=np.int64(64), tau=np.float32(0.2), seed_chunk=np.int32(4))
+    assert config.max_side == 64

@@ -84,14 +84,14 @@ def test_extractor_error_stops_the_run_and_keeps_finished_images(extractor, imag
 
 def test_decode_bug_stops_the_run(extractor, images, tmp_path, monkeypatch):
     out = tmp_path / "store.h5"
-    real_load = extract_module.load_image
+    real_read = extract_module.read_image
 
-    def buggy_decoder(path):
+    def buggy_decoder(path, **kwargs):
         if Path(path).name == NAMES[1]:
             raise TypeError("a bug in the decoder, not a bad image")
-        return real_load(path)
+        return real_read(path, **kwargs)
 
-    monkeypatch.setattr(extract_module, "load_image", buggy_decoder)
+    monkeypatch.setattr(extract_module, "read_image", buggy_decoder)
     with pytest.raises(TypeError, match="a bug in the decoder"):
         extract_collection(extractor, images, out, progress=False)
     assert not out.exists() and not skipped_path(out).exists()
@@ -100,21 +100,25 @@ def test_decode_bug_stops_the_run(extractor, images, tmp_path, monkeypatch):
 
 def test_bad_image_is_skipped_and_reported(extractor, images, uninterrupted, tmp_path, monkeypatch, capsys):
     out = tmp_path / "store.h5"
-    real_load = extract_module.load_image
+    real_read = extract_module.read_image
 
-    def one_bad(path):
+    def one_bad(path, **kwargs):
         if Path(path).name == NAMES[2]:
             raise ImageError(path, "truncated file")
-        return real_load(path)
+        return real_read(path, **kwargs)
 
-    monkeypatch.setattr(extract_module, "load_image", one_bad)
+    monkeypatch.setattr(extract_module, "read_image", one_bad)
     summary = extract_collection(extractor, images, out, progress=False)
     assert summary.skipped == [(NAMES[2], "truncated file")] and summary.extracted == 2
     assert read_skipped(out) == {NAMES[2]: "truncated file"}
+    from dasr.store.skipped import read_skipped_identity
+
+    data = (images / NAMES[2]).read_bytes()
+    assert read_skipped_identity(out) == {NAMES[2]: (len(data), _sha256(images / NAMES[2]))}
     assert f"skipped {images / NAMES[2]}: truncated file" in capsys.readouterr().err
     assert RegionStore.open(out).images == [n for n in NAMES if n != NAMES[2]]
     # The image is retried by the next run.
-    monkeypatch.setattr(extract_module, "load_image", real_load)
+    monkeypatch.setattr(extract_module, "read_image", real_read)
     summary = extract_collection(extractor, images, out, progress=False)
     assert (summary.already_done, summary.extracted) == (2, 1) and not skipped_path(out).exists()
     assert_same_store(RegionStore.open(out), uninterrupted)
@@ -147,3 +151,123 @@ def test_a_list_of_absolute_paths_is_stored_relative_to_its_root(tmp_path):
         listing.write_text(f"a/x.jpg\n{line}\n")
         with pytest.raises(InputError, match=rf"list.txt:2: .*{problem}"):
             read_image_list(listing)
+
+
+# --------------------------------------------------------------------------- per-image identity
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_store_records_each_files_size_and_sha256(images, uninterrupted):
+    for i, name in enumerate(uninterrupted.images):
+        assert uninterrupted.identity_of(i) == ((images / name).stat().st_size, _sha256(images / name))
+
+
+def _copy_collection(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_resume_refuses_a_stored_image_changed_in_place(extractor, images, uninterrupted, tmp_path):
+    from dasr.store import ImageChangedError
+
+    folder = _copy_collection(images, tmp_path / "images")
+    out = tmp_path / "store.h5"
+    extract_collection(extractor, folder, out, progress=False)
+    before = out.read_bytes()
+    # Same size, other bytes: only the hash can tell.
+    data = bytearray((folder / NAMES[1]).read_bytes())
+    data[-20] ^= 0xFF
+    (folder / NAMES[1]).write_bytes(bytes(data))
+    with pytest.raises(ImageChangedError, match=rf"{NAMES[1]} has the same size but another SHA-256.*new output path"):
+        extract_collection(extractor, folder, out, progress=False)
+    (folder / NAMES[0]).write_bytes((folder / NAMES[0]).read_bytes() + b"\0")
+    with pytest.raises(ImageChangedError, match=rf"{NAMES[0]} has \d+ bytes, \d+ when it was extracted "
+                                                r"\(and 1 more changed images\)"):
+        extract_collection(extractor, folder, out, progress=False)
+    (folder / NAMES[2]).unlink()  # named by a list, a deleted stored image is a change too
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{name}\n" for name in reversed(NAMES)))
+    with pytest.raises(ImageChangedError, match=rf"{NAMES[2]} is gone or unreadable \(and 2 more"):
+        extract_collection(extractor, listing, out, root=folder, progress=False)
+    assert out.read_bytes() == before  # refused before any work: the store is untouched
+
+
+def test_a_new_modification_time_alone_is_not_a_change(extractor, images, tmp_path):
+    import os
+
+    folder = _copy_collection(images, tmp_path / "images")
+    out = tmp_path / "store.h5"
+    extract_collection(extractor, folder, out, progress=False)
+    for name in NAMES:
+        os.utime(folder / name, (1, 1))
+    summary = extract_collection(extractor, folder, out, progress=False)
+    assert (summary.already_done, summary.extracted) == (len(NAMES), 0)
+
+
+def test_an_old_store_without_identity_is_searched_and_resumed_with_a_warning(extractor, images, uninterrupted,
+                                                                               tmp_path, capsys):
+    import h5py
+
+    out = tmp_path / "old.h5"
+    out.write_bytes(uninterrupted.path.read_bytes())
+    with h5py.File(out, "a") as f:  # what an older dasr wrote
+        del f["file_sizes"], f["file_sha256"]
+    old = RegionStore.open(out)
+    assert_same_store(old, uninterrupted)
+    assert all(old.identity_of(i) is None for i in range(len(old)))
+    summary = extract_collection(extractor, images, out, progress=False)
+    assert (summary.already_done, summary.extracted) == (len(NAMES), 0)
+    assert f"{out}: {len(NAMES)} stored images have no recorded size and SHA-256" in capsys.readouterr().err
+
+
+def test_two_extractions_of_the_same_images_are_bit_identical(extractor, images, uninterrupted, tmp_path):
+    out = tmp_path / "again.h5"
+    extract_collection(extractor, images, out, progress=False)
+    import h5py
+
+    with h5py.File(out, "r") as a, h5py.File(uninterrupted.path, "r") as b:
+        for key in ("images", "file_sizes", "file_sha256", "sizes", "offsets", "regions/features"):
+            np.testing.assert_array_equal(a[key][()], b[key][()], err_msg=key)
+
+
+# --------------------------------------------------------------------------- decode memory budget
+
+
+def test_prefetch_keeps_decodes_and_waiting_images_within_the_budget(images, tmp_path):
+    from dasr.io.budget import DecodeBudget
+    from dasr.io.pixels import decode_need
+
+    # Every image needs decode_need bytes (32 MiB slack + 7 bytes per pixel); a budget of one
+    # and a half such needs lets only one image be decoded or waiting at any time.
+    need = decode_need(96, 72, "RGB", "JPEG")
+    budget = DecodeBudget(need + need // 2)
+    lowest = []
+    real_acquire = budget.acquire
+
+    def watched(ticket, nbytes):
+        ok = real_acquire(ticket, nbytes)
+        lowest.append(budget.free)
+        return ok
+
+    budget.acquire = watched
+    items = list(enumerate(NAMES * 3))
+    seen = [(rel, decoded.pixels.shape) for _, rel, decoded, _ in extract_module.prefetch(images, items, budget=budget)]
+    assert [rel for rel, _ in seen] == NAMES * 3
+    assert min(lowest) >= 0 and budget.free == budget.total  # everything given back
+
+
+def test_an_image_over_the_whole_budget_is_skipped_naming_the_budget(extractor, images, tmp_path, monkeypatch):
+    from dasr.io.budget import DecodeBudget
+
+    monkeypatch.setattr(extract_module, "DecodeBudget", lambda: DecodeBudget(1 << 20))
+    out = tmp_path / "store.h5"
+    summary = extract_collection(extractor, images, out, progress=False)
+    assert summary.extracted == 0 and len(summary.skipped) == len(NAMES)
+    assert all("over the decode memory budget of 1 MiB" in reason for _, reason in summary.skipped)

@@ -51,3 +51,33 @@ def test_foreign_files(tmp_path):
         RegionStore.open(text)
     with pytest.raises(StoreError, match="no such region store"):
         RegionStore.open(tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize("config, problem", [("", "bad config attribute"), ("[1, 2]", "not a JSON object"),
+                                             ("5", "not a JSON object"), ("{}", "empty")])
+def test_a_store_whose_config_is_not_an_object_is_refused_in_one_line(tmp_path, config, problem):
+    import h5py
+
+    from dasr.store import RegionStore, StoreError
+    from store_helpers import write_items
+
+    out = tmp_path / "s.h5"
+    write_items(out, [0, 1])
+    with h5py.File(out, "a") as f:
+        f.attrs["config"] = config
+    with pytest.raises(StoreError, match=problem) as info:
+        RegionStore.open(out)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("meta", ["[1]", '{"format": "dasr-region-store", "format_version": 1, "config": [1], '
+                                  '"feature_dtype": "float32", "root": "/x"}'])
+def test_a_parts_config_json_of_the_wrong_shape_is_refused_in_one_line(tmp_path, meta):
+    from dasr.store import StoreError, StoreWriter, parts_path
+    from store_helpers import CONFIG, ROOT
+
+    out = tmp_path / "s.h5"
+    parts_path(out).mkdir()
+    (parts_path(out) / "config.json").write_text(meta)
+    with pytest.raises(StoreError, match="not a DASR parts folder"):
+        StoreWriter(out, CONFIG, ROOT)

@@ -260,3 +260,61 @@ def test_relative_root_is_stored_absolute_and_aliases_are_the_same_folder(tmp_pa
     monkeypatch.chdir(tmp_path / "images")
     with pytest.raises(StoreConfigError, match="holds images of"):
         StoreWriter(path, CONFIG, "images")  # now another folder: images/images
+
+
+def test_a_file_named_like_the_parts_folder_is_refused_in_one_line(tmp_path):
+    from dasr.store import StoreError, parts_path
+
+    out = tmp_path / "s.h5"
+    parts_path(out).write_text("in the way\n")
+    with pytest.raises(StoreError, match=r"s.h5.parts: not a DASR parts folder \(a file of that name"):
+        StoreWriter(out, CONFIG, ROOT)
+    assert parts_path(out).read_text() == "in the way\n"
+    parts_path(out).unlink()
+    with StoreWriter(out, CONFIG, ROOT) as writer:  # the lock was released: the same store now works
+        writer.add(ITEMS[0], 0, size_of(0), make_regions(0))
+    assert RegionStore.open(out).images == [ITEMS[0]]
+
+
+def test_a_full_disk_at_finalize_keeps_the_store_and_the_chunks(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from dasr.io.atomic import DiskFullError
+    from dasr.store import files
+
+    out = tmp_path / "s.h5"
+    with StoreWriter(out, CONFIG, ROOT) as writer:
+        writer.add(ITEMS[0], 0, size_of(0), make_regions(0))
+    before = out.read_bytes()
+    writer = StoreWriter(out, CONFIG, ROOT)
+    writer.add(ITEMS[1], 1, size_of(1), make_regions(1))
+    writer.flush()
+
+    def full(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files, "_fsync_file", full)
+    with pytest.raises(DiskFullError, match=r"s.h5: no space left on device"):
+        writer.close()
+    assert out.read_bytes() == before and len(list(parts_path(out).glob("chunk-*.npz"))) == 1
+    monkeypatch.undo()
+    with StoreWriter(out, CONFIG, ROOT) as again:  # space freed: the same run resumes
+        assert again.done == {ITEMS[0], ITEMS[1]}
+    assert RegionStore.open(out).images == [ITEMS[0], ITEMS[1]]
+
+
+def test_a_full_disk_when_creating_the_parts_folder_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from dasr.io.atomic import DiskFullError
+    from dasr.store import writer as writer_module
+
+    def full(folder):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(writer_module, "fsync_dir", full)
+    with pytest.raises(DiskFullError, match=r"s.h5.parts: no space left on device"):
+        StoreWriter(tmp_path / "s.h5", CONFIG, ROOT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5.lock"]

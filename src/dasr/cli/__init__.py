@@ -12,13 +12,11 @@ import io
 import os
 import sys
 
+from dasr.cli.backend import requested_backend, select_backend
+from dasr.errors import UserError
+
 # TensorFlow's start-up chatter buries the output people came for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from dasr.cli.parser import build_parser  # noqa: E402 - after the environment above
-from dasr.errors import UserError  # noqa: E402
-from dasr.eval.datasets import DatasetMissingError  # noqa: E402
-from dasr.model.weights import WeightsError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     # UTF-8 locale but C/POSIX) would fail on them: print their original bytes instead, like ls.
     if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
         sys.stdout.reconfigure(errors="surrogateescape")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("DASR_DEBUG", "") not in ("", "0")
+    try:
+        # Keras reads its backend when first imported: the library comes after the choice.
+        select_backend(requested_backend(argv))
+    except UserError as e:
+        if debug:
+            raise
+        print(f"dasr: error: {e}", file=sys.stderr)
+        return 2
+    from dasr.cli.parser import build_parser
+    from dasr.eval.datasets import DatasetMissingError
+    from dasr.model.weights import WeightsError
+
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("DASR_DEBUG", "") not in ("", "0")
+    debug = args.debug or debug
     try:
         return args.func(args)
     except UserError as e:

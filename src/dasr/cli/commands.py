@@ -18,6 +18,7 @@ import numpy as np
 
 from dasr.cli.options import spec_from_args
 from dasr.demo import run_demo
+from dasr.distributed.ray_engine import RayOptions, extract_on_ray
 from dasr.errors import UserError
 from dasr.eval.instance import evaluate, format_table
 from dasr.experiments import ExperimentError, run_experiment
@@ -25,14 +26,17 @@ from dasr.features.spec import extractor_for_store
 from dasr.figures import detection_figure, results_panel
 from dasr.io.atomic import atomic_write_bytes
 from dasr.io.images import ImageError, load_image
-from dasr.io.outputs import check_output_path
+from dasr.io.outputs import check_output_folder, check_output_path
 from dasr.model.architectures import classifier_model
 from dasr.model.backbone import RANDOM_WEIGHTS_SEED
 from dasr.model.classify import class_probabilities
 from dasr.model.weights import imagenet_labels, resolve_weights, weights_fingerprint
-from dasr.search import SearchIndex, learn_whitening, whitening_path
+from dasr.features.whitening import load_whitening
+from dasr.search import SearchIndex, choose_whitening, learn_whitening, whitening_path
 from dasr.search.query import parse_box, search_box
-from dasr.store import RegionStore, merge_stores, parse_shard
+from dasr.search.region_index import build_region_index, open_region_index, region_index_path
+from dasr.store import RegionStore, parse_shard
+from dasr.store.merge import merge_store_files
 from dasr.store.extract import extract_collection
 
 # The exit code of a command that refused (part of) its input.
@@ -100,7 +104,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.json and args.json != "-":
         check_output_path(args.json, args.images, (".json",), "--json")
     if args.figure:
-        check_output_path(args.figure, args.images, (".png",), "--figure")
+        check_output_path(args.figure, args.images, (".png",), "--figure", format_from_suffix=True)
     extractor = spec_from_args(args).build()
     out = []
     images = ImageArguments(args.images)
@@ -129,9 +133,37 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return images.status
 
 
+def _extract_on_ray(args: argparse.Namespace) -> int:
+    """``--engine ray``: exit code 1 when a shard failed with a bug, 2 when only with bad input."""
+    if args.shard:
+        raise CliError("--shard is for the local engine; --engine ray plans its own shards (--shard-size)")
+    options = RayOptions(address=args.ray_address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                         gpus_per_worker=args.gpus_per_worker)
+    summary = extract_on_ray(spec_from_args(args), args.images, args.out, root=args.root, shard_size=args.shard_size,
+                             feature_dtype="float16" if args.float16 else "float32", limit=args.limit,
+                             options=options, progress=not args.quiet)
+    print(summary.line())
+    if summary.merged is not None:
+        print(f"{args.out}: {summary.merged.images} images, {summary.merged.regions} regions")
+    if summary.skipped:
+        print(f"skipped images are listed in {args.out}.skipped.tsv")
+    if summary.failed:
+        for r in summary.failed:
+            last = (r.error or "").strip().splitlines()[-1:] or ["?"]
+            print(f"dasr: error: shard {r.shard}/{summary.plan.shards} failed: {last[0]}", file=sys.stderr)
+        print("dasr: error: the finished shards are merged; run the same command again to retry the failed ones",
+              file=sys.stderr)
+        return REFUSED if all(r.user_error for r in summary.failed) else 1
+    if summary.merged is None or summary.merged.images == 0:
+        raise CliError(f"{args.images}: no image could be extracted")
+    return 0
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
-    shard = parse_shard(args.shard) if args.shard else None
     check_output_path(args.out, [args.images], (".h5", ".hdf5"), "--out")
+    if args.engine == "ray":
+        return _extract_on_ray(args)
+    shard = parse_shard(args.shard) if args.shard else None
     extractor = spec_from_args(args).build()
     summary = extract_collection(extractor, args.images, args.out, root=args.root, shard=shard,
                                  feature_dtype="float16" if args.float16 else "float32",
@@ -146,8 +178,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     check_output_path(args.out, args.shards, (".h5", ".hdf5"), "--out")
-    store = merge_stores(args.shards, args.out, allow_incomplete=args.allow_incomplete)
-    print(f"{args.out}: {len(store)} images, {len(store.region_image)} regions")
+    merged = merge_store_files(args.shards, args.out, allow_incomplete=args.allow_incomplete)
+    print(f"{args.out}: {merged.images} images, {merged.regions} regions")
     return 0
 
 
@@ -164,11 +196,27 @@ def cmd_whiten(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_build(args: argparse.Namespace) -> int:
+    out = check_output_path(args.out or region_index_path(args.store, args.kind), [args.store], (".npz",), "--out")
+    choice = choose_whitening(args.store, args.pca)
+    params = load_whitening(choice.path)[0] if choice.path else None
+    path, meta = build_region_index(args.store, params, args.kind, out, args.bytes_per_region,
+                                    nbits=args.nbits, nlist=args.nlist, nprobe=args.nprobe,
+                                    whitening_path=choice.path)
+    print(choice.describe())
+    print(f"{path}: {meta['factory']} over {meta['n']} regions of {meta['d']} dimensions, "
+          f"{meta['code_bytes']} bytes per region (code + id)")
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     box = parse_box(args.box, "--box") if args.box else None
     if args.figure:
-        check_output_path(args.figure, [args.query, args.index], (".png",), "--figure")
+        check_output_path(args.figure, [args.query, args.index], (".png",), "--figure", format_from_suffix=True)
     index, whitening = SearchIndex.open(args.index, pca=args.pca)
+    if args.index_kind != "exact":
+        index.region_index = open_region_index(region_index_path(args.index, args.index_kind), args.index,
+                                               index.whitening, args.candidates)
     try:
         image = load_image(args.query)
     except ImageError as e:
@@ -203,7 +251,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = args.out or f"results/evaluate/{args.benchmark}/{args.method}"
     pca, source = ("none", None) if args.pca == "none" else ("other", None if args.pca == "auto" else args.pca)
     result = evaluate(extractor, args.benchmark, args.root, work=args.work, pca=pca, pca_benchmark=source,
-                      pca_dim=args.pca_dim, out=out, progress=not args.quiet, subsample=args.subsample)
+                      pca_dim=args.pca_dim, out=out, progress=not args.quiet, subsample=args.subsample,
+                      index_kind=args.index_kind, candidates=args.candidates)
     print(format_table([result], variant=args.ap_variant))
     if isinstance(result.ap_definition, dict):
         print(f"AP@k: {args.ap_variant} = {result.ap_definition[args.ap_variant]}")
@@ -213,6 +262,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: DASR*, the fixed-box control and GAP on the bundled demo collection."""
+    check_output_folder(args.out, "--out")
     report = run_demo(spec_from_args(args), args.root, args.out, progress=not args.quiet)
     for line in report.lines():
         print(line)

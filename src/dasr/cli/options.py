@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 
+from dasr.distributed.plan import DEFAULT_SHARD_SIZE
 from dasr.features.methods import ALL_METHODS
 from dasr.features.spec import BACKBONES, POOLINGS, ExtractorSpec
 from dasr.model.backprop import INPUT_RULES, STRIDED_CONV_RULES
 from dasr.regions import METHOD_DEFAULT
+from dasr.regions.config import RULES
+from dasr.search.region_index import DEFAULT_CANDIDATES, INDEX_KINDS
 
 # ----------------------------------------------------------------------------- value types
 def _number(text: str, kind: type, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool):
@@ -66,6 +69,15 @@ def add_index_options(p: argparse.ArgumentParser) -> None:
                    help="the index's weights file, when they are not the cached ImageNet ones")
 
 
+def add_region_index_options(p: argparse.ArgumentParser) -> None:
+    """``--index-kind`` / ``--candidates``: search through a store's region index (``search``, ``evaluate``)."""
+    p.add_argument("--index-kind", default="exact", choices=("exact", *INDEX_KINDS),
+                   help="exact: every region (the reference, default); else the store's index of that kind "
+                        "(dasr index build), its candidates re-ranked exactly")
+    p.add_argument("--candidates", type=POSITIVE_INT, default=DEFAULT_CANDIDATES,
+                   help=f"regions re-ranked exactly per query with --index-kind (default {DEFAULT_CANDIDATES})")
+
+
 def add_region_options(p: argparse.ArgumentParser) -> None:
     """The extractor's options (:class:`~dasr.features.spec.ExtractorSpec`)."""
     add_backbone_options(p)
@@ -91,8 +103,29 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strided-conv", default="window", choices=STRIDED_CONV_RULES)
     p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")
     p.add_argument("--max-seeds", type=POSITIVE_INT, default=None)
+    p.add_argument("--rule", default="paper", choices=RULES,
+                   help="paper: Sections 3.1-3.2 as written; authors: the released code's backprop, "
+                        "seeds and 95th-percentile threshold (see dasr.regions.config)")
     p.add_argument("--fixed-box-side", type=float_between(0.0, None, lo_open=True), default=96.0,
                    help="box side (network-input pixels) of the fixed-box control")
+
+
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    """``dasr extract --engine ray`` and its pool (:mod:`dasr.distributed`)."""
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process (default); ray: shards on a Ray actor pool, merged into --out "
+                        "(needs dasr[ray])")
+    p.add_argument("--shard-size", type=POSITIVE_INT, default=DEFAULT_SHARD_SIZE,
+                   help=f"--engine ray: the most images per shard (default {DEFAULT_SHARD_SIZE})")
+    p.add_argument("--workers", type=POSITIVE_INT, default=None,
+                   help="--engine ray: shard workers (default: as many as the resources allow)")
+    p.add_argument("--cpus-per-worker", type=float_between(0.0, None, lo_open=True), default=1.0,
+                   help="--engine ray: CPUs Ray reserves per worker (fractions allowed)")
+    p.add_argument("--gpus-per-worker", type=float_between(0.0, None), default=0.0,
+                   help="--engine ray: GPUs per worker (1 where the cluster has GPUs)")
+    p.add_argument("--ray-address", default=None,
+                   help="--engine ray: 'auto' or ray://HOST:PORT joins that cluster (default: a local Ray "
+                        "on this machine's resources)")
 
 
 def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
@@ -103,6 +136,6 @@ def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
         pooling=args.pooling, fixed_box_side=args.fixed_box_side, tau=args.tau, nms_iou=nms_iou,
         weighted_moments=args.weighted_moments, max_side=args.max_side, input_rule=args.input_rule,
         strided_conv=args.strided_conv, stop_stride=args.stop_stride, cascade_stride=args.cascade_stride,
-        backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds)
+        backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds, rule=args.rule)
 
 

@@ -6,8 +6,10 @@ import argparse
 
 from dasr import __version__
 from dasr.cli import commands as c
-from dasr.cli.options import (POSITIVE_INT, add_backbone_options, add_index_options, add_region_options,
-                              int_at_least)
+from dasr.cli.backend import BACKENDS
+from dasr.search.region_index import INDEX_KINDS
+from dasr.cli.options import (POSITIVE_INT, add_backbone_options, add_index_options, add_ray_options,
+                              add_region_index_options, add_region_options, int_at_least)
 
 DESCRIPTION = ("DASR instance search: salient regions of images by probability backprop in an ImageNet "
                "classifier, region stores, search and evaluation.")
@@ -19,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dasr {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also DASR_DEBUG=1)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="Keras backend of the network and the backprop (default: $KERAS_BACKEND, else "
+                             "tensorflow); recorded in every store, which either backend can search")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("weights", help="resolve, convert and cache the ImageNet weights; print their path")
@@ -47,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--float16", action="store_true", help="store features as float16")
     p.add_argument("--limit", type=POSITIVE_INT, help="only the first N images")
     p.add_argument("--quiet", action="store_true")
+    add_ray_options(p)
     p.set_defaults(func=c.cmd_extract)
 
     p = sub.add_parser("merge", help="join shard stores into one")
@@ -64,8 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="default <index>.whitening-<source>-<dim>.npz")
     p.set_defaults(func=c.cmd_whiten)
 
+    p = sub.add_parser("index", help="compressed region indexes of a store (for millions of regions)")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    b = isub.add_parser("build", help="a faiss index of a store's post-processed regions, saved next to it")
+    b.add_argument("store")
+    b.add_argument("--out", help="default <store>.index-<kind>.npz (where --index-kind finds it)")
+    b.add_argument("--kind", default="ivfpq", choices=INDEX_KINDS)
+    b.add_argument("--pca", default="auto",
+                   help="the search's whitening: auto (the one file next to the store), none, or a file")
+    b.add_argument("--bytes-per-region", type=int_at_least(2), default=64,
+                   help="PQ code + 8-byte id budget per region (default 64)")
+    b.add_argument("--nbits", type=int_at_least(1), default=8, help="bits per PQ sub-quantiser code (default 8)")
+    b.add_argument("--nlist", type=POSITIVE_INT, default=None, help="inverted lists (default ~4 sqrt(regions))")
+    b.add_argument("--nprobe", type=POSITIVE_INT, default=None, help="lists visited per query (default 32)")
+    b.set_defaults(func=c.cmd_index_build)
+
     p = sub.add_parser("search", help="find a query instance (image + box) in an index")
     add_index_options(p)
+    add_region_index_options(p)
     p.add_argument("--query", required=True)
     p.add_argument("--box", help="x1,y1,x2,y2 in the query image's pixels (default: whole image)")
     p.add_argument("--top", type=POSITIVE_INT, default=10)
@@ -77,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="mAP@k and localization on a benchmark")
     add_region_options(p)
+    add_region_index_options(p)
     p.add_argument("--benchmark", required=True)
     p.add_argument("--root", default=None)
     p.add_argument("--pca", default="auto",

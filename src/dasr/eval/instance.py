@@ -29,10 +29,11 @@ from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_q
 from dasr.features.extractor import Extractor
 from dasr.io.images import load_image
 from dasr.search import Ranking, SearchIndex, learn_whitening, whitening_path
+from dasr.search.region_index import DEFAULT_CANDIDATES, open_region_index, region_index_path
 from dasr.store import RegionStore
 from dasr.store.cache import ensure_store
 
-__all__ = ["IOU_THRESHOLDS", "align_rankings", "benchmark_images",
+__all__ = ["IOU_THRESHOLDS", "add_authors_miou", "align_rankings", "benchmark_images",
            "benchmark_store", "evaluate", "format_table", "query_features", "subsample_database",
            "write_results"]
 
@@ -120,11 +121,29 @@ def query_features(extractor: Extractor, bench: Benchmark, cache: Path, progress
     return feats
 
 
+def add_authors_miou(per_query: list, bench: Benchmark, store: RegionStore) -> None:
+    """Adds the authors' mIoU keys (:data:`dasr.eval.metrics.MIOU_KEY`, ``MIOU_IMAGES_KEY``) to
+    each query's scores: over the query's reference images with a ground-truth box, the best
+    enclosing-box IoU of ANY stored region of the image (detection, whatever the ranking; an image
+    missing from the store scores 0).  Nothing is added on a benchmark without boxes."""
+    if not any(q.positive_boxes for q in bench.queries):
+        return
+    position = {name: i for i, name in enumerate(store.images)}
+    for score, q in zip(per_query, bench.queries):
+        truths = q.positive_boxes or {}
+        regions = [store.regions_of(position[bench.database[i]])["boxes"] if bench.database[i] in position
+                   else np.zeros((0, 4)) for i in truths]
+        best = metrics.best_enclosing_ious(regions, [np.asarray(b, np.float64).reshape(-1, 4) for b in truths.values()])
+        score.ap[metrics.MIOU_KEY] = float(best.mean()) if best.size else 0.0
+        score.ap[metrics.MIOU_IMAGES_KEY] = float(best.size)
+
+
 def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | None = None, *,
              work: str | os.PathLike = "results/stores", pca: str = "other", pca_benchmark: str | None = None,
              pca_root: str | os.PathLike | None = None, pca_dim: int | None = None, ks=DEFAULT_KS,
              out: str | os.PathLike | None = None, progress: bool = True, subsample: int = 1,
-             protocol: str | None = None) -> SearchResult:
+             protocol: str | None = None, index_kind: str = "exact",
+             candidates: int = DEFAULT_CANDIDATES) -> SearchResult:
     """Runs one method on one benchmark and returns (and optionally writes) the results.
 
     Args:
@@ -140,6 +159,9 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
       subsample: keep every n-th database image (quick runs; 1 = the whole benchmark).
       protocol: the revisited protocol (``easy``, ``medium``, ``hard``) of ``roxford5k`` /
         ``rparis6k`` (None: the loader's default, ``medium``).
+      index_kind: ``exact`` (the reference) or the kind of the database store's region index
+        (built beforehand by ``dasr index build``; :mod:`dasr.search.region_index`).
+      candidates: regions re-ranked exactly per query through that index.
 
     Returns:
       The run's :class:`~dasr.eval.records.SearchResult` (``task="instance"``).
@@ -166,6 +188,9 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
         whitening_info = WhiteningInfo(mode="other", source=src_name, dim=int(whitening["projection"].shape[1]),
                                        learning_vectors=int(len(src_store.arrays["features"])), path=os.fspath(wpath))
     index = SearchIndex(RegionStore.open(db_store), whitening)
+    if index_kind != "exact":
+        index.region_index = open_region_index(region_index_path(db_store, index_kind), db_store, whitening,
+                                               candidates)
     folder = Path(db_store).parent
     raw_q = query_features(extractor, bench, folder / "queries.npz", progress)
     qvecs = np.stack([index.describe(f) for f in raw_q])
@@ -173,6 +198,7 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
     rankings = align_rankings(index.search_many(qvecs), index.store, bench)
     t_search = (time.time() - t1) / max(1, len(qvecs))
     per_query = [score_query(bench, i, r.order, r.boxes, ks) for i, r in enumerate(rankings)]
+    add_authors_miou(per_query, bench, index.store)
     all_ious = [v for p in per_query for v in p.ious]
     loc = metrics.localization_recall(all_ious, IOU_THRESHOLDS) if all_ious else None
     in_bench = set(bench.database)  # the store may hold more (a subsampled run reuses the whole one's)
@@ -216,20 +242,25 @@ def write_results(result: SearchResult, rankings: list[Ranking], bench: Benchmar
 
 
 def format_table(results: list[SearchResult], ks=DEFAULT_KS, variant: str = "truncated") -> str:
-    """A Markdown table of mAP@k / mAP / localization recall@0.5, one row per result.
+    """A Markdown table of mAP@k / mAP / localization recall@0.5 (true IoU) / the authors' mIoU
+    (enclosing-box denominator, :func:`dasr.eval.metrics.pooled_authors_miou`), one row per result.
 
     The ``pca`` column is the whitened dimension (``none`` without whitening); a metric the
     result lacks is ``-``.
     """
-    head = ["method", "pca", *[f"mAP@{k}" for k in ks], "mAP", "loc@0.5", "regions/img"]
+    head = ["method", "pca", *[f"mAP@{k}" for k in ks], "mAP", "loc@0.5", metrics.MIOU_ENCLOSING_NAME,
+            "regions/img"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         m = r.mean
-        cells = [r.method, str(r.pca.dim) if r.pca.mode == "other" and r.pca.dim is not None else "none"]
+        method = r.method + (" (authors' rule)" if r.config.get("rule") == "authors" else "")
+        cells = [method, str(r.pca.dim) if r.pca.mode == "other" and r.pca.dim is not None else "none"]
         cells += [f"{m[f'ap@{k}/{variant}']:.3f}" if f"ap@{k}/{variant}" in m else "-" for k in ks]
         cells.append(f"{m['ap']:.3f}" if "ap" in m else "-")
         loc = r.localization_recall
         cells.append(f"{loc['0.5']:.3f}" if loc else "-")
+        miou = metrics.pooled_authors_miou([p.ap for p in r.per_query])
+        cells.append(f"{miou:.3f}" if miou is not None else "-")
         cells.append(f"{r.regions_per_image:.1f}")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -221,6 +221,84 @@ def localization_recall(
     return (ious[None, :] >= th[:, None]).mean(axis=1)
 
 
+# The name the authors' localization measure goes by in every report.
+MIOU_ENCLOSING_NAME = "mIoU (enclosing-box denominator, authors' MSAR)"
+
+
+def enclosing_iou(a: Sequence | np.ndarray, b: Sequence | np.ndarray) -> np.ndarray:
+    """Pairwise overlap as the authors' MSAR code measures it (``IoU/main.py``, ``calculate_iou``).
+
+    The intersection's area divided by the area of the smallest box enclosing both boxes (not
+    by the union): never more than the true IoU, and it equals it only when one box holds
+    the other exactly.
+
+    Args:
+        a: (n, 4) boxes x1, y1, x2, y2.
+        b: (m, 4) boxes.
+
+    Returns:
+        (n, m) float64; 0 where the boxes do not overlap or the enclosing box is empty.
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+    ew = np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 0], b[None, :, 0])
+    eh = np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])
+    enclosing = ew * eh
+    return np.where(enclosing > 0, inter / np.where(enclosing > 0, enclosing, 1.0), 0.0)
+
+
+def best_enclosing_ious(regions: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> np.ndarray:
+    """Per reference image, the best :func:`enclosing_iou` of any of its regions with any of its
+    ground-truth boxes (0 for an image without regions), as MSAR's ``calculate_miou``.
+
+    Args:
+        regions: per reference image, its (n_i, 4) detected boxes (every region, whatever the search).
+        truths: per reference image, its (m_i, 4) ground-truth boxes (m_i >= 1).
+
+    Returns:
+        (len(regions),) float64.
+
+    Raises:
+        ValueError: the two lists differ in length.
+    """
+    if len(regions) != len(truths):
+        raise ValueError(f"{len(regions)} region lists for {len(truths)} ground-truth lists")
+    return np.array([enclosing_iou(r, t).max() if np.size(r) and np.size(t) else 0.0
+                     for r, t in zip(regions, truths)], np.float64)
+
+
+def authors_miou(regions: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> float:
+    """The authors' mIoU: :func:`best_enclosing_ious` averaged over the reference images (0.0 for none)."""
+    best = best_enclosing_ious(regions, truths)
+    return float(best.mean()) if best.size else 0.0
+
+
+# The per-query keys of the authors' mIoU in a query's scores (dasr.eval.records.QueryScore.ap):
+# the mean of the query's reference images' best enclosing IoU, and how many images that is.
+MIOU_KEY = "miou/enclosing"
+MIOU_IMAGES_KEY = "miou/images"
+
+
+def pooled_authors_miou(scores: Sequence[dict]) -> float | None:
+    """The authors' mIoU over every reference image of the queries, from per-query scores.
+
+    Each query contributes its :data:`MIOU_KEY` weighted by its :data:`MIOU_IMAGES_KEY` (the
+    mean over images, not over queries; they coincide when every query has as many images).
+
+    Args:
+        scores: per query, its metric -> value dict.
+
+    Returns:
+        The pooled mean, or None when no query has reference images with boxes.
+    """
+    pairs = [(d[MIOU_KEY], d[MIOU_IMAGES_KEY]) for d in scores if MIOU_KEY in d]
+    n = sum(w for _, w in pairs)
+    return float(sum(v * w for v, w in pairs) / n) if n > 0 else None
+
+
 def bootstrap_difference_ci(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,

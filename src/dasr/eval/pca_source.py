@@ -13,7 +13,9 @@ from dasr.eval.datasets import BENCHMARKS
 
 __all__ = ["DEFAULT_PCA_SOURCE", "FALLBACK_PCA_SOURCE", "pca_source"]
 
-DEFAULT_PCA_SOURCE: dict[str, str] = {"instance-track": "paris-landmarks", "paris-landmarks": "instance-track"}
+# paris6k-subset is made of paris-landmarks' own images: it learns on instance-track, never on them.
+DEFAULT_PCA_SOURCE: dict[str, str] = {"instance-track": "paris-landmarks", "paris-landmarks": "instance-track",
+                                      "paris6k-subset": "instance-track"}
 FALLBACK_PCA_SOURCE = "paris-landmarks"
 
 

@@ -1,4 +1,4 @@
-"""The cells of an experiment: methods x (backbone, layer) x β, plus ``extra_cells``, and each one's extractor."""
+"""The cells of an experiment: methods x (backbone, layer) x β x rule, plus ``extra_cells``, and each one's extractor."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from dasr.features.extractor import Extractor
 from dasr.features.methods import ALL_METHODS, GLOBAL_METHODS, REGION_METHODS, seed_rule
 from dasr.features.spec import ExtractorSpec
 from dasr.regions import default_nms
+from dasr.regions.config import RULES
+
+# The methods whose regions follow ``rule`` (the fixed-box control and the global baselines take the paper's).
+RULE_METHODS = ("dasr", "dasr-star")
 
 __all__ = ["Cell", "beta_text", "check_beta", "build_cells", "cell_spec", "make_extractor", "display_label"]
 
@@ -24,6 +28,7 @@ class Cell:
       layer: the pooled layer (None: the backbone's default).
       beta: ``"default"`` (the method's β), ``"none"`` (no NMS) or a number in (0, 1].
       label: the cell's name in the report (unique within a run).
+      rule: ``paper`` or ``authors`` (:class:`~dasr.regions.RegionConfig`).
     """
 
     method: str
@@ -31,6 +36,7 @@ class Cell:
     layer: str | None
     beta: Any
     label: str = ""
+    rule: str = "paper"
 
     def effective_beta(self) -> float | None:
         """The NMS IoU the extractor runs with (None: no NMS, or a global method)."""
@@ -51,7 +57,7 @@ class Cell:
         Raises:
           KeyError: a field is missing.
         """
-        return cls(d["method"], d["backbone"], d["layer"], d["beta"], d["label"])
+        return cls(d["method"], d["backbone"], d["layer"], d["beta"], d["label"], d.get("rule", "paper"))
 
 
 def beta_text(beta: Any) -> str:
@@ -72,8 +78,20 @@ def check_beta(beta: Any) -> Any:
     raise InputError(f"beta {beta!r}: expected 'default', 'none' or a number in (0, 1]")
 
 
+def check_rule(rule: Any) -> str:
+    """``paper`` or ``authors``.
+
+    Raises:
+      InputError: anything else.
+    """
+    if rule not in RULES:
+        raise InputError(f"rule {rule!r}: expected one of {', '.join(RULES)}")
+    return rule
+
+
 def build_cells(cfg: dict) -> list[Cell]:
-    """methods x (backbone, layer) x betas (global methods take no beta), then ``extra_cells``.
+    """methods x (backbone, layer) x betas x rules (global methods take no beta; only DASR and
+    DASR* take a rule other than ``paper``), then ``extra_cells``.
 
     A label names only what varies between the cells (e.g. ``β=0.4`` when only β varies).
 
@@ -86,20 +104,23 @@ def build_cells(cfg: dict) -> list[Cell]:
     else:
         pairs = [(cfg["backbone"], layer) for layer in layers] or [(cfg["backbone"], None)]
     betas = [check_beta(b) for b in (cfg["betas"] or ["default"])]
+    rules = [check_rule(r) for r in (cfg.get("rules") or ["paper"])]
     raw = []
     for method in cfg["methods"]:
         if method not in ALL_METHODS:
             raise InputError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
         for bb, layer in pairs:
             for beta in (["default"] if method in GLOBAL_METHODS else betas):
-                c = (method, bb, layer, beta)
-                if c not in raw:
-                    raw.append(c)
-    vary = [len({c[i] for c in raw}) > 1 for i in range(4)]
+                for rule in (rules if method in RULE_METHODS else ["paper"]):
+                    c = (method, bb, layer, beta, rule)
+                    if c not in raw:
+                        raw.append(c)
+    vary = [len({c[i] for c in raw}) > 1 for i in range(5)]
     cells = []
-    for method, bb, layer, beta in raw:
-        parts = [p for p, v in zip((method, bb, layer or "default layer", beta_text(beta)), vary) if v]
-        cells.append(Cell(method, bb, layer, beta, " ".join(parts) or method))
+    for method, bb, layer, beta, rule in raw:
+        parts = [p for p, v in zip((method, bb, layer or "default layer", beta_text(beta), rule), vary)
+                 if v and not (p == "paper" and rule == "paper")]
+        cells.append(Cell(method, bb, layer, beta, " ".join(parts) or method, rule))
     for extra in cfg["extra_cells"]:
         method = extra.get("method", "dasr-star")
         if method not in ALL_METHODS:
@@ -107,7 +128,8 @@ def build_cells(cfg: dict) -> list[Cell]:
         beta = check_beta(extra.get("beta", "default"))
         bb = extra.get("backbone", cfg["backbone"])
         layer = extra.get("layer", pairs[0][1] if pairs[0][0] == bb else None)
-        cells.append(Cell(method, bb, layer, beta, extra.get("label") or f"{method} {beta_text(beta)}"))
+        rule = check_rule(extra.get("rule", "paper"))
+        cells.append(Cell(method, bb, layer, beta, extra.get("label") or f"{method} {beta_text(beta)}", rule))
     labels = [c.label for c in cells]
     if len(set(labels)) != len(labels):
         raise InputError(f"two cells share a label: {labels}")
@@ -124,6 +146,8 @@ def cell_spec(cfg: dict, cell: Cell) -> ExtractorSpec:
     options = dict(cfg["extractor"])
     options.update(method=cell.method, backbone=cell.backbone, weights=cfg["weights"],
                    feature_layer=cell.layer, tau=float(cfg["tau"]))
+    if cell.rule != "paper":
+        options["rule"] = cell.rule
     if cell.beta == "none":
         options["nms_iou"] = None
     elif cell.beta != "default":

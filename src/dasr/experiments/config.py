@@ -17,10 +17,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from dasr.errors import InputError
+from dasr.errors import InputError, UserError
 from dasr.eval.metrics import AP_VARIANTS
 
-__all__ = ["DEFAULTS", "TASKS", "INDEX_DEFAULTS", "load_config", "parse_value", "parse_override",
+__all__ = ["DEFAULTS", "TASKS", "INDEX_DEFAULTS", "ConfigNotFoundError", "load_config", "parse_value", "parse_override",
            "apply_overrides", "validate_config", "pca_dim", "first_k"]
 
 DEFAULTS: dict[str, Any] = {
@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "methods": ["dasr-star"],
     "tau": 0.1,
     "betas": ["default"],             # "default" | "none" | number
+    "rules": ["paper"],               # paper | authors (dasr and dasr-star only; dasr.regions.RegionConfig)
     "extra_cells": [],                # [{method, backbone, layer, beta, label}]
     "extractor": {},                  # further extractor options (ExtractorSpec.from_options names)
     "pca": "other",                   # other | none
@@ -85,8 +86,9 @@ def _is_str_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
-def _fail(where: str, key: str, want: str, value: Any) -> ValueError:
-    return ValueError(f"{where}: {key} must be {want}, got {value!r}")
+def _fail(where: str, key: str, want: str, value: Any) -> InputError:
+    # An InputError (a ValueError too): a config value is the user's input, one line and exit 2.
+    return InputError(f"{where}: {key} must be {want}, got {value!r}")
 
 
 def validate_config(cfg: dict, where: str = "config") -> None:
@@ -131,6 +133,8 @@ def validate_config(cfg: dict, where: str = "config") -> None:
     layers = cfg["layers"]
     if not (_is_str_list(layers) or (isinstance(layers, dict) and all(_is_str_list(v) for v in layers.values()))):
         raise _fail(where, "layers", "a list of layer names or a table {backbone: [layers]}", layers)
+    if not _is_str_list(cfg["rules"]):
+        raise _fail(where, "rules", "a list of 'paper' / 'authors'", cfg["rules"])
     if not isinstance(cfg["betas"], list):
         raise _fail(where, "betas", "a list of 'default', 'none' or numbers", cfg["betas"])
     if not isinstance(cfg["extra_cells"], list) or not all(isinstance(c, dict) for c in cfg["extra_cells"]):
@@ -156,18 +160,27 @@ def validate_config(cfg: dict, where: str = "config") -> None:
         raise _fail(where, "experiments", "a list of config names", cfg["experiments"])
 
 
+class ConfigNotFoundError(UserError, FileNotFoundError):
+    """An experiment config file that does not exist."""
+
+
 def load_config(path: str | os.PathLike) -> dict:
     """Reads a config file, fills in :data:`DEFAULTS` (tables are merged one level deep) and checks it.
 
     Raises:
-      FileNotFoundError: no such file.
-      ValueError: a folder, not TOML, an unknown key or a value of the wrong type.
+      ConfigNotFoundError: no such file (a FileNotFoundError too).
+      InputError: a folder, not UTF-8 TOML, an unknown key or a value of the wrong type (a
+        ValueError too).
     """
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: a folder, not a config file (expected experiments/<name>.toml)")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigNotFoundError(f"{path}: no such config file (expected experiments/<name>.toml)") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: {e}") from None
     unknown = sorted(set(raw) - set(DEFAULTS))

@@ -22,6 +22,7 @@ from dasr.eval.records import SearchResult
 from dasr.experiments.bootstrap import BOOTSTRAP_FIELDS, bootstrap_rows, bootstrap_settings
 from dasr.experiments.cells import display_label
 from dasr.experiments.entries import Entry, read_results
+from dasr.experiments.fidelity import fidelity_section
 from dasr.experiments.paper import metric_columns, paper_row, paper_value
 from dasr.experiments.plots import write_plots
 from dasr.experiments.statements import statements
@@ -135,10 +136,15 @@ def _search_row(cfg: dict, paper: dict, sec: dict, bench: str, e: Entry, cols: l
         rows.append({**base, "metric": title, "ours": ours, "paper": pv if pv is not None else ("" if paper_data else ptxt),
                      "difference": diff if diff is not None else "", "note": note})
     loc = r.localization_recall
-    cells_md += [f"{r.regions_per_image:.1f}", _fmt(loc["0.5"] if loc and "0.5" in loc else None) if loc else "-"]
+    miou = metrics.pooled_authors_miou([p.ap for p in r.per_query])
+    cells_md += [f"{r.regions_per_image:.1f}", _fmt(loc["0.5"] if loc and "0.5" in loc else None) if loc else "-",
+                 _fmt(miou) if miou is not None else "-"]
     md.append("| " + " | ".join(cells_md) + " |")
     rows.append({**base, "metric": "regions_per_image", "ours": r.regions_per_image, "paper": "", "difference": "",
                  "note": ""})
+    if miou is not None:
+        rows.append({**base, "metric": "miou_enclosing", "ours": miou, "paper": "", "difference": "",
+                     "note": metrics.MIOU_ENCLOSING_NAME})
     if cfg["compare"] == "fig7" or cfg["plot"].get("kind") == "recall-iou":
         ious = [v for p in r.per_query for v in p.ious]
         th = [float(t) for t in cfg["iou_thresholds"]]
@@ -151,14 +157,17 @@ def _search_row(cfg: dict, paper: dict, sec: dict, bench: str, e: Entry, cols: l
 
 def _localization_table(cfg: dict, es: list[Entry]) -> list[str]:
     th = [float(t) for t in cfg["iou_thresholds"]]
-    md = ["Localization recall (best region of each relevant image vs its ground-truth box):", "",
-          "| cell | " + " | ".join(f"IoU≥{t:g}" for t in th) + " |", "|---|" + "---|" * len(th)]
+    md = ["Localization recall (true IoU of the returned region of each relevant image vs its ground-truth "
+          f"box); {metrics.MIOU_ENCLOSING_NAME}: the best region of each reference image, whatever the ranking:", "",
+          "| cell | " + " | ".join(f"IoU≥{t:g}" for t in th) + " | mIoU (enclosing) |", "|---|" + "---|" * (len(th) + 1)]
     for e in es:
         if e.result is None:
             continue
         ious = [v for p in e.result.per_query for v in p.ious]
         if ious:
-            md.append(f"| {e.cell.label} | " + " | ".join(_fmt(float(v)) for v in metrics.localization_recall(ious, th)) + " |")
+            miou = metrics.pooled_authors_miou([p.ap for p in e.result.per_query])
+            md.append(f"| {e.cell.label} | " + " | ".join(_fmt(float(v)) for v in metrics.localization_recall(ious, th))
+                      + f" | {_fmt(miou) if miou is not None else '-'} |")
         else:
             md.append(f"| {e.cell.label} | no ground-truth boxes |")
     md.append("")
@@ -183,7 +192,7 @@ def _benchmark_section(cfg: dict, paper: dict, sec: dict, bench: str, es: list[E
         head = ["cell", "dim"]
         for _, title, _ in cols:
             head += [f"{title} ours", f"{title} paper", "Δ"] if numbers else [title]
-        head += ["regions/img", "loc@0.5"]
+        head += ["regions/img", "loc@0.5", metrics.MIOU_ENCLOSING_NAME]
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in es:
         base = _base_csv(cfg, bench, paper_data, e)
@@ -252,6 +261,8 @@ def write_report(cfg: dict, entries: list[Entry], paper: dict, out: Path) -> dic
     boot = bootstrap_rows(cfg, entries)
     if boot:
         md += _bootstrap_section(cfg, boot)
+    if cfg["compare"] == "fidelity":
+        md += fidelity_section(cfg, entries, rows)
     said = statements(cfg, entries, paper)
     if said:
         md += ["## The paper's statements and ours", "", *said, ""]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from dasr.errors import InputError
@@ -21,9 +22,13 @@ from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, 
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
 from dasr.model.backprop import ProbabilityBackprop, resolve_dtype, seed_probabilities
+from dasr.model.device import gpu_compute_capabilities
 from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
+from dasr.regions.ellipse import AUTHORS_PERCENTILE
 from dasr.regions import (Regions, RegionConfig, activation_map, ellipses_from_maps, find_seeds,
                           nms)
+
+kops = keras.ops
 
 # The network needs this much input for its stride-32 top layer to have at least one cell.
 MIN_INPUT_SIDE = 32
@@ -81,7 +86,8 @@ class Extractor:
     """
 
     def __init__(self, backbone: Backbone, method: str = "dasr-star", region: RegionConfig | None = None,
-                 feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0):
+                 feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0,
+                 boxes_on_device: bool | None = None):
         check_method(method)
         if pooling not in ("avg", "max"):
             raise InputError(f"pooling must be avg or max, got {pooling!r}")
@@ -97,17 +103,21 @@ class Extractor:
         self.stride = backbone.stride(self.feature_layer)
         self.pooling = pooling
         self.fixed_box_side = float(fixed_box_side)
+        # On a GPU the maps stay there (only boxes come back); on a CPU the NumPy float64 moments
+        # are as fast and keep today's stores bit for bit.
+        self.boxes_on_device = bool(gpu_compute_capabilities()) if boxes_on_device is None else boxes_on_device
         self.bp = ProbabilityBackprop(
             backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
             input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
-            stop_stride=self.region.stop_stride, dtype=self.region.backprop_dtype,
+            stop_stride=self.region.stop_stride, dtype=self.region.backprop_dtype, rule=self.region.rule,
             extra_outputs=(self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
         self.coarse_bp = None
         if self.region.cascade_stride > 1 and method in ("dasr", "dasr-star"):
             self.coarse_bp = ProbabilityBackprop(
                 backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
                 input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
-                stop_stride=self.region.cascade_stride, dtype=self.region.backprop_dtype)
+                stop_stride=self.region.cascade_stride, dtype=self.region.backprop_dtype,
+                rule=self.region.rule)
 
     def config(self) -> dict:
         """The flat configuration every store records (and checks on reopening)."""
@@ -125,6 +135,8 @@ class Extractor:
             if cfg["cascade_stride"] == 1:
                 # Off: left out, so stores made before the option existed keep their configuration.
                 del cfg["cascade_stride"]
+            if cfg["rule"] == "paper":
+                del cfg["rule"]  # the same: stores made before the authors' rule keep their configuration
             if self.method == "fixed-box":
                 cfg["fixed_box_side"] = self.fixed_box_side
         return cfg
@@ -144,15 +156,48 @@ class Extractor:
         state = bp.prepare(acts)
         top = acts[self.backbone.top_layer]
         chunk = max(1, self.region.seed_chunk)
-        out = [np.asarray(bp.backprop(state, seed_probabilities(top, seeds[i:i + chunk])))
+        out = [np.asarray(bp.backprop(state, seed_probabilities(top, seeds[i:i + chunk], self.region.rule)))
                for i in range(0, len(seeds), chunk)]
         return np.concatenate(out, 0) if out else np.zeros((0, 1, 1), np.float32)
 
+    def seed_boxes(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each seed's region before NMS, computed on the device with its map (never brought back).
+
+        The same Eq. 4 as :meth:`boxes_from_maps` on :meth:`seed_maps` (to float32 rounding, see
+        :mod:`dasr.model.moments`).  Every chunk has ``seed_chunk`` rows (the last one padded with
+        zero seeds), so a compiled step is reused for every chunk of every image of a size.
+
+        Returns:
+          (boxes (S, 4) in network-input pixels, ellipses (S, 5), kept (S,)); not clipped to the
+          resized image (the caller clips, as for :meth:`boxes_from_maps`).
+        """
+        bp = bp or self.bp
+        state = bp.prepare(acts)
+        top = acts[self.backbone.top_layer]
+        chunk = max(1, self.region.seed_chunk)
+        percentile = AUTHORS_PERCENTILE if self.region.rule == "authors" else None
+        parts = []
+        for i in range(0, len(seeds), chunk):
+            probs = seed_probabilities(top, seeds[i:i + chunk], self.region.rule)
+            n = int(probs.shape[0])
+            if n < chunk:
+                probs = kops.pad(probs, [[0, chunk - n], [0, 0], [0, 0], [0, 0]])
+            out = bp.backprop_ellipses(state, probs, tau=self.region.tau, weighted=self.region.weighted_moments,
+                                       percentile=percentile)
+            parts.append([a[:n] for a in out])
+        if not parts:
+            return np.zeros((0, 4), np.float32), np.zeros((0, 5), np.float32), np.zeros(0, np.float32)
+        return tuple(np.concatenate(arrays, 0) for arrays in zip(*parts))
+
     def cascade_survivors(self, acts, seeds: np.ndarray, scores: np.ndarray, scale: float) -> np.ndarray:
         """Indices (ascending) of the seeds whose coarse boxes survive NMS (the cascade's first stage)."""
-        maps = self.seed_maps(acts, seeds, self.coarse_bp)
-        boxes, _, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments,
-                                            self.coarse_bp.map_stride)
+        if self.boxes_on_device:
+            boxes, _, kept = self.seed_boxes(acts, seeds, self.coarse_bp)
+        else:
+            maps = self.seed_maps(acts, seeds, self.coarse_bp)
+            boxes, _, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments,
+                                                self.coarse_bp.map_stride, self.region.rule)
         found = np.flatnonzero(kept > 0)
         return np.sort(found[nms(boxes[found] / scale, scores[found], self.region.nms_iou)])
 
@@ -171,7 +216,8 @@ class Extractor:
           is not all zero), as :func:`dasr.regions.ellipses_from_maps`.
         """
         boxes, ellipses, kept = ellipses_from_maps(maps, self.region.tau if tau is None else tau,
-                                                   self.region.weighted_moments, self.bp.map_stride)
+                                                   self.region.weighted_moments, self.bp.map_stride,
+                                                   self.region.rule)
         w, h = input_size
         return np.clip(boxes, 0, [w, h, w, h]), ellipses, kept
 
@@ -194,7 +240,7 @@ class Extractor:
             regions = Regions(box, np.ones(1, np.float32), np.zeros((1, 2), np.int32),
                               np.zeros((1, 5), np.float32), np.ones(1, np.float32))
             return Extraction(regions, vec[None].astype(np.float32), scale, (w, h), amap)
-        seeds, scores = find_seeds(amap, self.region.method, self.region.max_seeds)
+        seeds, scores = find_seeds(amap, self.region.method, self.region.max_seeds, self.region.rule)
         maps = None
         if self.method == "fixed-box":
             cy = (seeds[:, 0] + 0.5) * 32.0
@@ -208,15 +254,19 @@ class Extractor:
             if self.coarse_bp is not None and len(seeds):
                 survivors = self.cascade_survivors(acts, seeds, scores, scale)
                 seeds, scores = seeds[survivors], scores[survivors]
-            maps = self.seed_maps(acts, seeds)
-            boxes, ellipses, kept = self.boxes_from_maps(maps, (w, h))
+            if self.boxes_on_device and not keep_maps:
+                boxes, ellipses, kept = self.seed_boxes(acts, seeds)
+                boxes = np.clip(boxes, 0, [w, h, w, h])
+            else:
+                maps = self.seed_maps(acts, seeds)
+                boxes, ellipses, kept = self.boxes_from_maps(maps, (w, h))
         regions = Regions(boxes, scores, seeds, ellipses.astype(np.float32), kept)
-        if maps is not None:
+        if self.method != "fixed-box":
             # A seed whose map is all zero (e.g. a black image: no pixel carries any
             # probability) localises nothing: it is dropped rather than kept as an empty box.
             found = np.flatnonzero(kept > 0)
             regions = regions.select(found)
-            maps = maps[found]
+            maps = maps[found] if maps is not None else None
         # Back to the original image's coordinates (rounding the resized size can overshoot);
         # the features are pooled on the network-input boxes.
         boxes_input = regions.boxes

@@ -25,7 +25,7 @@ BACKBONES = ("resnet50", "vgg16")
 DEFAULT_FIXED_BOX_SIDE = 96.0
 REGION_FIELDS = tuple(f.name for f in dataclasses.fields(RegionConfig) if f.name != "method")
 # Store-config keys that are not options: where and with what a store was made.
-RECORD_ONLY_KEYS = ("dasr_version", "shard", "created")
+RECORD_ONLY_KEYS = ("dasr_version", "shard", "created", "backend")
 
 
 @dataclass(frozen=True)

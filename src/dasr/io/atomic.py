@@ -14,17 +14,48 @@ next to the destination, so the rename stays within one file system.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Union
 
-__all__ = ["TMP_MARK", "atomic_path", "atomic_write_bytes", "fsync_dir", "fsync_file", "temp_sibling"]
+from dasr.errors import UserError
+
+__all__ = ["TMP_MARK", "DiskFullError", "atomic_path", "atomic_write_bytes", "disk_full_error", "fsync_dir",
+           "fsync_file", "temp_sibling"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 TMP_MARK = ".tmp-"
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# HDF5 reports a failed write as an OSError without errno; its message quotes the system's.
+_FULL_TEXTS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+class DiskFullError(UserError, OSError):
+    """A write failed because the disk (or the user's quota) is full; nothing was replaced."""
+
+
+def disk_full_error(path: PathLike, exc: BaseException) -> DiskFullError | None:
+    """The one-line error for a write of ``path`` that failed on a full disk, else None.
+
+    Args:
+      path: what was being written (named in the message).
+      exc: the exception the write raised.
+
+    Returns:
+      A :class:`DiskFullError` when ``exc`` is an ``OSError`` of ENOSPC/EDQUOT (or an HDF5
+      error quoting them); None for any other exception, which the caller re-raises.
+    """
+    if not isinstance(exc, OSError) or isinstance(exc, DiskFullError):
+        return None
+    if exc.errno not in _FULL_ERRNOS and not any(text in str(exc) for text in _FULL_TEXTS):
+        return None
+    return DiskFullError(f"{path}: no space left on device while writing it; free some space and run the "
+                         "same command again (what was there before is unchanged, finished work is kept)")
 
 
 def temp_sibling(path: PathLike, suffix: str = "") -> Path:
@@ -95,20 +126,30 @@ def atomic_path(
       The temporary path (a :class:`~pathlib.Path`) to write.
 
     Raises:
+      DiskFullError: the disk is full (from any step, the caller's writes included).
       OSError: the folder or the temporary cannot be created, synced or renamed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path, suffix)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path, suffix)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        full = disk_full_error(path, exc)
+        if full is None:
+            raise
+        raise full from None
     try:
         yield tmp
         fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        full = disk_full_error(path, exc)
+        if full is None:
+            raise
+        raise full from None
     fsync_dir(path.parent)
 
 

@@ -30,10 +30,12 @@ Colour handling chosen here (documented once, applied everywhere):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import BinaryIO, Iterable
 
@@ -44,7 +46,6 @@ from PIL import (
     GifImagePlugin,
     Image,
     ImageFile,
-    ImageOps,
     JpegImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
@@ -52,8 +53,11 @@ from PIL import (
 )
 
 from dasr.errors import UserError
+from dasr.io.budget import DEFAULT_DECODE_BUDGET, DecodeBudget
+from dasr.io.pixels import decode_need, exif_orientation, orient, to_rgb_uint8
 
 __all__ = [
+    "DecodedImage",
     "IMAGENET_BGR_MEAN",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
@@ -61,6 +65,7 @@ __all__ = [
     "list_images",
     "load_image",
     "preprocess_caffe",
+    "read_image",
     "resize_long_side",
     "scale_boxes",
 ]
@@ -185,94 +190,37 @@ def _identify(fp: BinaryIO, head: bytes) -> ImageFile.ImageFile:
     raise ValueError(f"{reason}; {extra}" if extra else reason)
 
 
-def _gray16_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map integers in [0, 65535] to [0, 255] with round(v / 257), exact at both ends."""
-    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+@dataclass
+class DecodedImage:
+    """An image read by :func:`read_image`.
 
-
-def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Linearly map [min, max] of the finite values to [0, 255]; NaN -> 0, inf clipped."""
-    values = values.astype(np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(values.shape, np.uint8)
-    lo, hi = float(values[finite].min()), float(values[finite].max())
-    if hi > lo:
-        scaled = (values - lo) * (255.0 / (hi - lo))
-    else:
-        # A constant image carries no contrast to stretch; keep its value if it is a plausible
-        # 8-bit intensity rather than inventing black or white.
-        scaled = np.full(values.shape, lo)
-    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """Alpha-blend an ``HxWx4`` uint8 array onto a white background (integer, rounded)."""
-    rgb = rgba[..., :3].astype(np.uint32)
-    alpha = rgba[..., 3:4].astype(np.uint32)
-    out = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
-    return out.astype(np.uint8)
-
-
-def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
-    """Convert a decoded Pillow image of any supported mode to ``HxWx3`` uint8 RGB.
-
-    Raises:
-        ValueError: the pixel mode has no sensible RGB conversion.
+    Attributes:
+        pixels: ``(H, W, 3)`` uint8 RGB, upright (see :func:`load_image`).
+        file_size: the file's size in bytes (what was read), or -1 when not asked for.
+        sha256: hex SHA-256 of the file's bytes, or "" when not asked for.
     """
-    mode = img.mode
-    if mode.startswith("I;16"):
-        gray = _gray16_to_uint8(np.asarray(img))
-    elif mode == "I":
-        values = np.asarray(img)
-        if values.size and values.min() >= 0 and values.max() <= 65535:
-            gray = _gray16_to_uint8(values)
-        else:
-            gray = _stretch_to_uint8(values)
-    elif mode == "F":
-        values = np.asarray(img, dtype=np.float32)
-        finite = values[np.isfinite(values)]
-        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
-            scaled = np.nan_to_num(values * 255.0, nan=0.0, posinf=255.0, neginf=0.0)
-            gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-        else:
-            gray = _stretch_to_uint8(values)
-    elif img.has_transparency_data:
-        return _composite_on_white(np.asarray(img.convert("RGBA")))
-    else:
-        return np.array(img.convert("RGB"), dtype=np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
+
+    pixels: np.ndarray
+    file_size: int = -1
+    sha256: str = ""
 
 
-def load_image(path: str | bytes | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to an ``HxWx3`` uint8 RGB array, upright as a viewer shows it.
+def _hash_file(fp: BinaryIO, fspath: str | bytes) -> tuple[int, str]:
+    """(size, hex SHA-256) of an open file, read in 1 MiB chunks; leaves ``fp`` at the start."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while chunk := fp.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        fp.seek(0)
+    except OSError as e:
+        raise ImageError(fspath, f"read error ({e.strerror or e})") from None
+    return size, digest.hexdigest()
 
-    Supports JPEG, PNG, BMP, GIF and WebP (first frame) and TIFF (first page), in any of Pillow's
-    pixel modes; see the module docstring for how alpha, 16-bit, float and CMYK data are mapped
-    to 8-bit RGB. The EXIF orientation tag is applied (``ImageOps.exif_transpose``) so that
-    phone photos are not processed lying on their side; an unreadable EXIF block is ignored.
-    The whole image is decoded here, so truncated or corrupt data fails now rather than later
-    (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default, False).
 
-    Args:
-        path: file name as ``str``, ``bytes`` (non-UTF-8 names work) or ``os.PathLike``.
-        max_pixels: refuse images whose header claims more than this many pixels (W x H),
-            before any pixel data is decoded. Defaults to ``MAX_PIXELS``; raise it for huge
-            scans. Tiny images (even 1 x 1) are accepted.
-
-    Returns:
-        A writable, C-contiguous ``(H, W, 3)`` uint8 array in RGB order.
-
-    Raises:
-        ImageError: the file is missing, a broken symlink, a directory or other non-regular file,
-            unreadable, empty, not in a supported format, corrupt or truncated, or too large.
-        ValueError: ``max_pixels`` is not a positive integer.
-    """
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    fspath = os.fspath(path)
-
+def _open_regular(fspath: str | bytes) -> BinaryIO:
+    """Open an image file for reading, with one clear reason for each way it cannot be."""
     # stat first: it gives distinct, clear reasons, and opening a FIFO would block forever.
     try:
         info = os.stat(fspath)
@@ -290,22 +238,79 @@ def load_image(path: str | bytes | os.PathLike, *, max_pixels: int = MAX_PIXELS)
         raise ImageError(fspath, "not a regular file")
     if info.st_size == 0:
         raise ImageError(fspath, "zero-byte file")
-
     try:
-        fp = open(fspath, "rb")
+        return open(fspath, "rb")
     except PermissionError:
         raise ImageError(fspath, "permission denied") from None
     except OSError as e:
         raise ImageError(fspath, e.strerror or str(e)) from None
 
-    with fp:
+
+def _decode(img: ImageFile.ImageFile, fspath: str | bytes) -> np.ndarray:
+    """Decode the pixels of an opened image and convert them (strips, then orientation)."""
+    try:
+        # Our own limit already passed; Pillow's second guard (TIFF tiles) must not warn.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+    except MemoryError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(fspath, f"too large: {e}") from None
+    except Exception as e:  # noqa: BLE001 - Pillow decoders raise many unrelated types
+        raise ImageError(fspath, f"corrupt or truncated {img.format} data ({e})") from None
+    orientation = exif_orientation(img)
+    try:
+        rgb = to_rgb_uint8(img)
+    except ValueError as e:
+        raise ImageError(fspath, f"unsupported pixel mode {img.mode!r} ({e})") from None
+    img.close()  # the decoded pixels go before the oriented copy is made
+    return orient(rgb, orientation)
+
+
+def read_image(path: str | bytes | os.PathLike, *, max_pixels: int = MAX_PIXELS,
+               budget: DecodeBudget | None = None, ticket: int | None = None,
+               identity: bool = False) -> DecodedImage:
+    """Decode an image file (see :func:`load_image`), optionally within a memory budget.
+
+    Memory: decoding and conversion allocate at most :func:`dasr.io.pixels.decode_need` bytes
+    (the decoded image, at most 4 bytes per pixel, plus the 3-byte RGB result); every colour
+    conversion works in row strips and the EXIF orientation is applied to the result. An image
+    whose need is over the budget (without one: :data:`DEFAULT_DECODE_BUDGET`, 1.5 GiB, which
+    every legal image fits except a WebP over about 90 megapixels) is refused before decoding.
+
+    Args:
+        path: file name as ``str``, ``bytes`` or ``os.PathLike``.
+        max_pixels: refuse images whose header claims more pixels (see :func:`load_image`).
+        budget: reserve the decode's need in this budget before decoding (waiting for room, in
+            ``ticket`` order). On success all but ``pixels.nbytes`` is given back; the caller
+            releases ``pixels.nbytes`` once it is done with the pixels.
+        ticket: the place in ``budget``'s queue (required with ``budget``); the caller settles it.
+        identity: also return the file's size and SHA-256, read from the same open file as the
+            pixels (the page cache serves the decode's second read).
+
+    Returns:
+        A :class:`DecodedImage`.
+
+    Raises:
+        ImageError: as :func:`load_image`, and when the decode needs more than the whole budget.
+        ValueError: ``max_pixels`` is not a positive integer, or a budget without a ticket.
+    """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if budget is not None and ticket is None:
+        raise ValueError("a decode budget needs the ticket of this decode")
+    fspath = os.fspath(path)
+    size, digest = -1, ""
+    with _open_regular(fspath) as fp:
+        if identity:
+            size, digest = _hash_file(fp, fspath)
         try:
             head = fp.read(1024)
         except OSError as e:
             raise ImageError(fspath, f"read error ({e.strerror or e})") from None
         if not head:  # the file was emptied between stat and read
             raise ImageError(fspath, "zero-byte file")
-
         try:
             img = _identify(fp, head)
         except ValueError as e:
@@ -324,30 +329,52 @@ def load_image(path: str | bytes | os.PathLike, *, max_pixels: int = MAX_PIXELS)
                     f"limit of {max_pixels:,} pixels (decompression-bomb guard; pass a larger "
                     "max_pixels to allow it)",
                 )
+            need = decode_need(width, height, img.mode, img.format)
+            total = budget.total if budget is not None else DEFAULT_DECODE_BUDGET
+            if need > total or (budget is not None and not budget.acquire(ticket, need)):
+                raise ImageError(fspath, f"needs {need / 2**20:,.0f} MiB to decode ({width} x {height} "
+                                         f"{img.format} {img.mode}), over the decode memory budget of "
+                                         f"{total / 2**20:,.0f} MiB")
+            if budget is None:
+                return DecodedImage(_decode(img, fspath), size, digest)
             try:
-                # Our own limit already passed; Pillow's second guard (TIFF tiles) must not warn.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    img.load()
-            except MemoryError:
+                pixels = _decode(img, fspath)
+            except BaseException:
+                budget.release(need)
                 raise
-            except Image.DecompressionBombError as e:
-                raise ImageError(fspath, f"too large: {e}") from None
-            except Exception as e:  # noqa: BLE001 - Pillow decoders raise many unrelated types
-                raise ImageError(fspath, f"corrupt or truncated {img.format} data ({e})") from None
+            budget.release(need - pixels.nbytes)
+            return DecodedImage(pixels, size, digest)
 
-            try:
-                ImageOps.exif_transpose(img, in_place=True)
-            except MemoryError:
-                raise
-            except Exception:  # noqa: BLE001 - a damaged EXIF block must not lose the pixels
-                pass
 
-            try:
-                rgb = _to_rgb_uint8(img)
-            except ValueError as e:
-                raise ImageError(fspath, f"unsupported pixel mode {img.mode!r} ({e})") from None
-    return np.ascontiguousarray(rgb)
+def load_image(path: str | bytes | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to an ``HxWx3`` uint8 RGB array, upright as a viewer shows it.
+
+    Supports JPEG, PNG, BMP, GIF and WebP (first frame) and TIFF (first page), in any of Pillow's
+    pixel modes; see the module docstring for how alpha, 16-bit, float and CMYK data are mapped
+    to 8-bit RGB. The EXIF orientation tag is applied (as ``ImageOps.exif_transpose`` does) so
+    that phone photos are not processed lying on their side; an unreadable EXIF block is ignored.
+    The whole image is decoded here, at full resolution (boxes found on it are in the file's own
+    pixel coordinates), so truncated or corrupt data fails now rather than later (Pillow's
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default, False). Peak memory: the decoded
+    image plus the result, at most 7 bytes per pixel (WebP 17) plus 64 MiB, and never over
+    :data:`dasr.io.budget.DEFAULT_DECODE_BUDGET` (1.5 GiB; a larger need is refused), see
+    :func:`read_image`.
+
+    Args:
+        path: file name as ``str``, ``bytes`` (non-UTF-8 names work) or ``os.PathLike``.
+        max_pixels: refuse images whose header claims more than this many pixels (W x H),
+            before any pixel data is decoded. Defaults to ``MAX_PIXELS``; raise it for huge
+            scans. Tiny images (even 1 x 1) are accepted.
+
+    Returns:
+        A writable, C-contiguous ``(H, W, 3)`` uint8 array in RGB order.
+
+    Raises:
+        ImageError: the file is missing, a broken symlink, a directory or other non-regular file,
+            unreadable, empty, not in a supported format, corrupt or truncated, or too large.
+        ValueError: ``max_pixels`` is not a positive integer.
+    """
+    return read_image(path, max_pixels=max_pixels).pixels
 
 
 def resize_long_side(

@@ -9,7 +9,8 @@ import keras
 
 from dasr.errors import InputError
 from dasr.model.architectures import FEATURE_LAYERS, TOP_LAYER, classifier_model, cut_at_top
-from dasr.model.weights import resolve_weights, weights_fingerprint
+from dasr.model.device import enable_compilation_cache
+from dasr.model.weights import dasr_home, resolve_weights, weights_fingerprint
 
 # Seed of the untrained test network (``weights="random"``): every process must build the SAME
 # random network, or a resumed extraction mixes two networks and a search describes its query
@@ -60,6 +61,8 @@ def build_backbone(name: str = "resnet50", weights: str | os.PathLike = "imagene
     """
     if name not in TOP_LAYER:
         raise InputError(f"unknown backbone {name!r}; choose from {sorted(TOP_LAYER)}")
+    # JAX compiles per input shape; its programs are kept across runs (TensorFlow: nothing).
+    enable_compilation_cache(dasr_home() / "jax-compilation-cache")
     if weights == "random":
         keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
         path, weights_id = None, "random"

@@ -36,6 +36,16 @@ which all probability flows (for ResNet-50: 2 = conv1's output, 4 = pool1's outp
 8 = conv3_block1_out, 16 = conv4_block1_out): the maps are then coarser (one value per
 ``stop_stride`` pixels) and cheaper.  1 (default) is the paper's method, down to the pixels.
 
+``rule="authors"`` replaces Eq. 2-3 by what the authors' released code runs (PRM's peak
+backprop): only the convolutions are changed, to ``P(A) = (A - min A) ⊙ W⁺ᵀ(P(B) ⊘ W⁺(A - min A))``
+with the raw (unfolded) kernel's positive part and the layer input shifted by its own minimum
+(a zero-padded input is shifted before the padding, like a padded torch convolution), while
+BatchNormalization (its signed scale), ReLU (its mask), max pooling (to the window's maximum),
+average pooling and the residual Add (the full signal into both branches) keep their ordinary
+gradients.  Its seed is 1/C on every channel at the peak cell (:func:`seed_probabilities`) and its
+map is the channel sum clamped at 0.  The strided-convolution option applies to its
+convolutions as well.
+
 Everything runs batched: one forward pass per image, the normalisers ``W⁺A`` (and the Add
 split fractions) computed once per image, and the seeds on the batch axis of the
 transposed convolutions, in chunks.
@@ -56,10 +66,14 @@ import keras
 import numpy as np
 
 from dasr.model import transpose
+from dasr.model.moments import device_ellipses
 from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
 
 INPUT_RULES = ("raw", "shift")
 STRIDED_CONV_RULES = ("window", "exact")
+RULES = ("paper", "authors")
+# The authors' code (PRM's PostHook): 1 / (|Z| + eps), and 0 where Z < eps.
+AUTHORS_EPS = 1e-10
 
 
 class UnsupportedLayerError(ValueError):
@@ -71,7 +85,8 @@ class Op:
     """One linear step of the backprop, in the forward direction ``inputs -> output``.
 
     Attributes:
-      kind: ``conv``, ``pool``, ``pass``, ``posscale``, ``pad``, ``add``.
+      kind: ``conv``, ``pool``, ``pass``, ``posscale``, ``pad``, ``add``; the authors' rule also
+        ``scale`` (signed BN scale), ``relu`` (mask), ``maxpool`` and ``avgpool`` (ordinary gradients).
       name: the Keras layer whose output is ``output``.
       inputs: tensor ids (producing layer names) of the inputs.
       output: tensor id of the output.
@@ -79,7 +94,8 @@ class Op:
       strides, padding: conv/pool geometry; ``window``: subsample as an all-ones window.
       pool_size: pooling window.
       crop: ((top, bottom), (left, right)) for ``pad``.
-      scale_positive: per-channel mask for ``posscale``.
+      scale_positive: per-channel mask for ``posscale``, the signed scale for ``scale``.
+      relu: (authors' rule) the conv has its own ReLU, whose mask applies first.
     """
 
     kind: str
@@ -93,6 +109,7 @@ class Op:
     pool_size: tuple[int, int] = (1, 1)
     crop: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
     scale_positive: np.ndarray | None = None
+    relu: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -108,13 +125,16 @@ def _bn_scale(bn) -> np.ndarray:
     return gamma / np.sqrt(variables["moving_variance"] + bn.epsilon)
 
 
-def trace_graph(model: keras.Model, top: str, strided_conv: str = "window") -> tuple[list[Op], str]:
+def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
+                rule: str = "paper") -> tuple[list[Op], str]:
     """Turns the Keras graph below ``top`` into backprop ops (forward topological order).
 
     Args:
       model: a functional Keras CNN.
       top: the layer whose output the seeds live on.
       strided_conv: ``window`` or ``exact`` (see module docstring).
+      rule: ``paper`` (BN folded into the kernels) or ``authors`` (BN, ReLU, pooling kept as
+        their own ops with ordinary gradients).
 
     Returns:
       (ops, input_id): ops in forward order, and the tensor id of the network input.
@@ -124,6 +144,9 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window") -> t
     """
     if strided_conv not in STRIDED_CONV_RULES:
         raise ValueError(f"strided_conv must be one of {STRIDED_CONV_RULES}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    authors = rule == "authors"
     layers = {layer.name: layer for layer in model.layers}
     # Only the ancestors of `top` matter.
     needed, stack = set(), [top]
@@ -161,7 +184,7 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window") -> t
             kernel = np.asarray(layer.kernel.numpy(), np.float64)
             out_id = name
             nxt = consumers.get(name, [])
-            if (act == "linear" and len(nxt) == 1
+            if (not authors and act == "linear" and len(nxt) == 1
                     and isinstance(layers[nxt[0]], keras.layers.BatchNormalization)):
                 kernel = kernel * _bn_scale(layers[nxt[0]])[None, None, None, :]
                 out_id = nxt[0]
@@ -173,21 +196,30 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window") -> t
                     "is only handled for 1x1 kernels; use strided_conv='exact'")
             ops.append(Op("conv", name, src, out_id, kernel=np.maximum(kernel, 0).astype(np.float32),
                           strides=tuple(layer.strides), padding=layer.padding.upper(),
-                          window=window and strided_conv == "window"))
+                          window=window and strided_conv == "window", relu=authors and act == "relu"))
         elif isinstance(layer, keras.layers.BatchNormalization):
             if name in folded:
                 continue
-            ops.append(Op("posscale", name, src, name,
-                          scale_positive=(_bn_scale(layer) > 0).astype(np.float32)))
+            if authors:
+                ops.append(Op("scale", name, src, name, scale_positive=_bn_scale(layer).astype(np.float32)))
+            else:
+                ops.append(Op("posscale", name, src, name,
+                              scale_positive=(_bn_scale(layer) > 0).astype(np.float32)))
         elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
             if isinstance(layer, keras.layers.Activation):
                 act = keras.activations.serialize(layer.activation)
                 act = act if isinstance(act, str) else act.get("config", act)
                 if act not in ("relu", "linear"):
                     raise UnsupportedLayerError(f"layer {name}: activation {act!r} is not supported")
-            ops.append(Op("pass", name, src, name))
+                relu = act == "relu"
+            else:
+                relu = True
+            ops.append(Op("relu" if authors and relu else "pass", name, src, name))
         elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            ops.append(Op("pool", name, src, name, pool_size=tuple(layer.pool_size),
+            kind = "pool"
+            if authors:
+                kind = "maxpool" if isinstance(layer, keras.layers.MaxPooling2D) else "avgpool"
+            ops.append(Op(kind, name, src, name, pool_size=tuple(layer.pool_size),
                           strides=tuple(layer.strides), padding=layer.padding.upper()))
         elif isinstance(layer, keras.layers.ZeroPadding2D):
             ops.append(Op("pad", name, src, name, crop=tuple(tuple(p) for p in layer.padding)))
@@ -217,7 +249,7 @@ def _stop_point(ops: list[Op], input_id: str, top: str, stop_stride: int) -> tup
     """
     stride = {input_id: 1}
     for op in ops:
-        factor = op.strides[0] if op.kind in ("conv", "pool") else 1
+        factor = op.strides[0] if op.kind in ("conv", "pool", "maxpool", "avgpool") else 1
         stride[op.output] = max(stride[i] for i in op.inputs) * factor
     live, cuts = {top}, {stride[top]: (top, len(ops))}
     for k in range(len(ops) - 1, -1, -1):
@@ -265,14 +297,17 @@ class ProbabilityBackprop:
       extra_outputs: further layers to return from the forward pass (feature maps).
       dtype: compute dtype of the backprop (``float32``; ``bfloat16`` trades accuracy for speed;
         ``auto``: :func:`~dasr.model.device.resolve_dtype`).
+      rule: ``paper`` (Eq. 2-3) or ``authors`` (the released code's; ``input_offset`` and
+        ``input_rule`` do not apply: every convolution shifts its own input).
     """
 
     def __init__(self, model: keras.Model, top: str, *, input_offset=None,
                  input_rule: str = "raw", strided_conv: str = "window", stop_stride: int = 1,
-                 extra_outputs: tuple[str, ...] = (), dtype: str = "float32"):
+                 extra_outputs: tuple[str, ...] = (), dtype: str = "float32", rule: str = "paper"):
         if input_rule not in INPUT_RULES:
             raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
-        self.ops, self.input_id = trace_graph(model, top, strided_conv)
+        self.ops, self.input_id = trace_graph(model, top, strided_conv, rule)
+        self.rule = rule
         self.top = top
         self.input_rule = input_rule
         self.dtype = resolve_dtype(dtype)
@@ -280,9 +315,14 @@ class ProbabilityBackprop:
                                                              np.float32).reshape(1, 1, 1, -1))
         self.stop_id, self.map_stride, self.ops_down = _stop_point(self.ops, self.input_id, top, stop_stride)
         needed = {self.input_id}
+        self._producer = {op.output: op for op in self.ops}
         for op in self.ops_down:
-            if op.kind in ("conv", "pool", "add"):
+            if op.kind in ("conv", "pool", "add", "maxpool", "avgpool"):
                 needed.update(op.inputs)
+            if rule == "authors" and (op.kind == "relu" or op.relu):
+                needed.add(op.output)  # the ReLU's mask
+            if rule == "authors" and op.kind == "conv" and self._padded_input(op) is not None:
+                needed.add(self._padded_input(op).inputs[0])
         self.needed = sorted(needed - {self.input_id})
         self.extra_outputs = tuple(extra_outputs)
         layer_out = lambda n: model.get_layer(n).output  # noqa: E731
@@ -293,6 +333,7 @@ class ProbabilityBackprop:
         self._forward_fn = transpose.jit(self._forward)
         self._prepare_fn = transpose.jit(self._prepare)
         self._backprop_fn = transpose.jit(self._backprop)
+        self._ellipse_fns: dict = {}  # keep rule -> compiled backprop + moments step
 
     # ------------------------------------------------------------------ forward
     def _forward(self, trainable, non_trainable, x):
@@ -317,6 +358,11 @@ class ProbabilityBackprop:
         acts[self.input_id] = x
         return acts
 
+    def _padded_input(self, op: Op) -> Op | None:
+        """The ``pad`` op that produces ``op``'s input, if any (the authors' rule shifts before padding)."""
+        src = self._producer.get(op.inputs[0])
+        return src if src is not None and src.kind == "pad" else None
+
     def _image_activation(self, x):
         if self.input_rule == "raw":
             return x + self.input_offset
@@ -325,8 +371,34 @@ class ProbabilityBackprop:
         return x
 
     # ------------------------------------------------------------------ normalisers
+    def _prepare_authors(self, kernels: dict, acts: dict) -> dict:
+        """Per image, the authors' rule: each conv's shifted input and 1/Z, the ReLU masks, the pools' inputs."""
+        values = {k: kops.cast(v, self.dtype) for k, v in acts.items()}
+        state: dict = {}
+        for op in self.ops_down:
+            if op.kind == "conv":
+                pad = self._padded_input(op)
+                if pad is None:
+                    a = values[op.inputs[0]]
+                    a = a - kops.min(a)
+                else:  # shifted by the unpadded input's minimum, then zero-padded (torch's padded conv)
+                    (t, b), (l, r) = pad.crop
+                    x = values[pad.inputs[0]]
+                    a = kops.pad(x - kops.min(x), [[0, 0], [t, b], [l, r], [0, 0]])
+                z = transpose.conv(a, kernels[op.name], op.strides, op.padding, op.window)
+                state[f"{op.name}/A"] = a
+                state[f"{op.name}/invZ"] = kops.where(z < AUTHORS_EPS, kops.zeros_like(z),
+                                                      1.0 / (kops.abs(z) + AUTHORS_EPS))
+            elif op.kind in ("maxpool", "avgpool"):
+                state[f"{op.name}/A"] = values[op.inputs[0]]
+            if op.kind == "relu" or op.relu:
+                state[f"{op.name}/mask"] = kops.cast(values[op.output] > 0, self.dtype)
+        return state
+
     def _prepare(self, kernels: dict, acts: dict) -> dict:
         """Per image: the activations A (input rule applied) and 1/(W⁺A), or the Add fractions."""
+        if self.rule == "authors":
+            return self._prepare_authors(kernels, acts)
         values = {k: kops.cast(v, self.dtype) for k, v in acts.items() if k in self.needed or k == self.input_id}
         values[self.input_id] = kops.cast(self._image_activation(acts[self.input_id]), self.dtype)
         for op in self.ops:  # padding of the image must see the rule's A, not the raw input
@@ -366,17 +438,25 @@ class ProbabilityBackprop:
             if op.output not in probs:
                 continue
             p = probs.pop(op.output)
-            if op.kind == "pass":
+            if op.kind == "relu" or op.relu:
+                p = p * state[f"{op.name}/mask"]
+            if op.kind in ("pass", "relu"):
                 give(op.inputs[0], p)
-            elif op.kind == "posscale":
+            elif op.kind in ("posscale", "scale"):
                 give(op.inputs[0], p * kops.cast(op.scale_positive, self.dtype))
+            elif op.kind == "maxpool":
+                give(op.inputs[0], transpose.max_pool_transpose(p, state[f"{op.name}/A"], op.pool_size,
+                                                                op.strides, op.padding))
+            elif op.kind == "avgpool":  # the average's own gradient
+                give(op.inputs[0], transpose.window_pool_transpose(p, state[f"{op.name}/A"], op.pool_size,
+                                                                   op.strides, op.padding))
             elif op.kind == "pad":
                 (t, b), (l, r) = op.crop
                 h, w = kops.shape(p)[1], kops.shape(p)[2]
                 give(op.inputs[0], p[:, t:h - b, l:w - r, :])
             elif op.kind == "add":
                 for k, src in enumerate(op.inputs):
-                    give(src, p * state[f"{op.name}/frac{k}"])
+                    give(src, p if self.rule == "authors" else p * state[f"{op.name}/frac{k}"])
             elif op.kind in ("conv", "pool"):
                 a = state[f"{op.name}/A"]
                 y = p * state[f"{op.name}/invZ"]
@@ -385,7 +465,10 @@ class ProbabilityBackprop:
                 else:
                     back = transpose.conv_transpose(y, kernels[op.name], a, op.strides, op.padding, op.window)
                 give(op.inputs[0], a * back)
-        return kops.cast(kops.sum(probs[self.stop_id], axis=-1), "float32")
+        total = kops.sum(probs[self.stop_id], axis=-1)
+        if self.rule == "authors":  # signed gradients: the map is the channel sum clamped at 0
+            total = kops.relu(total)
+        return kops.cast(total, "float32")
 
     def backprop(self, state: dict, top_probs):
         """Pixel maps for a batch of seeds.
@@ -399,15 +482,44 @@ class ProbabilityBackprop:
         """
         return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs))
 
+    def backprop_ellipses(self, state: dict, top_probs, *, tau: float, weighted: bool,
+                          percentile: float | None):
+        """Eq. 4's ellipses and boxes of a batch of seeds, computed where the maps are.
 
-def seed_probabilities(top, seeds: np.ndarray):
+        The backprop and :func:`dasr.model.moments.device_ellipses` run as one compiled step, so
+        only S x (box, ellipse, kept fraction) leaves the device, never the S x H x W maps.
+
+        Args:
+          state: :meth:`prepare`'s output for the image.
+          top_probs: (S, h, w, C) P at the top layer, one seed per batch row.
+          tau, weighted, percentile: the keep rule (see :func:`~dasr.model.moments.device_ellipses`).
+
+        Returns:
+          (boxes (S, 4), ellipses (S, 5), kept (S,)) as NumPy float32, in network-input pixels.
+        """
+        key = (float(tau), bool(weighted), percentile)
+        if key not in self._ellipse_fns:
+            def step(kernels, state, top_probs):
+                maps = self._backprop(kernels, state, top_probs)
+                return device_ellipses(maps, tau=key[0], weighted=key[1], cell=float(self.map_stride),
+                                       percentile=key[2])
+
+            self._ellipse_fns[key] = transpose.jit(step)
+        out = self._ellipse_fns[key](self._kernels, state, kops.convert_to_tensor(top_probs))
+        return tuple(np.asarray(t, np.float32) for t in out)
+
+
+def seed_probabilities(top, seeds: np.ndarray, rule: str = "paper"):
     """P at the top layer for each seed: the seed's activation vector at its cell, 0 elsewhere.
 
-    The paper approximates P(B_ij) by B_ij at the last conv layer (Section 3.1).
+    The paper approximates P(B_ij) by B_ij at the last conv layer (Section 3.1).  The authors'
+    code starts from a 1 at the peak of the channel-mean map, i.e. 1/C on every channel of the
+    seed's cell (``rule="authors"``).
 
     Args:
       top: (1, h, w, C) activations of the top layer (array or backend tensor).
       seeds: (S, 2) int (row, col) positions.
+      rule: ``paper`` or ``authors``.
 
     Returns:
       (S, h, w, C) backend tensor.
@@ -417,4 +529,6 @@ def seed_probabilities(top, seeds: np.ndarray):
     seeds = np.asarray(seeds, np.int64).reshape(-1, 2)
     onehot = np.zeros((len(seeds), h, w, 1), np.float32)
     onehot[np.arange(len(seeds)), seeds[:, 0], seeds[:, 1], 0] = 1.0
+    if rule == "authors":
+        return kops.convert_to_tensor(np.repeat(onehot, top.shape[3], axis=3) / np.float32(top.shape[3]))
     return kops.convert_to_tensor(onehot) * top

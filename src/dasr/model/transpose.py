@@ -81,6 +81,23 @@ def conv_transpose(y, kernel, like, strides, padding: str, window: bool = False)
     return _jax_transpose(lambda t: conv(t, kernel, strides, padding, window), y, like)
 
 
+def max_pool_transpose(y, like, size, strides, padding: str):
+    """The ordinary gradient of max pooling at the input ``like`` (one image), for a batch ``y``.
+
+    Each output's signal goes to its window's maximum (the authors' rule keeps max pooling's
+    gradient).  TensorFlow: ``MaxPoolGrad`` on ``like`` repeated along the seeds; JAX: the
+    vector-Jacobian product at ``like``, mapped over the seeds.
+    """
+    if BACKEND == "tensorflow":
+        shape = _batched_like(y, like)
+        x = tf.broadcast_to(like, shape)
+        pooled = tf.nn.max_pool2d(x, size, strides, padding)
+        return tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=pooled, grad=y, ksize=[1, *size, 1],
+                                      strides=[1, *strides, 1], padding=padding)
+    _, vjp = jax.vjp(lambda t: ops.max_pool(t, tuple(size), tuple(strides), padding.lower()), like)
+    return jax.vmap(lambda row: vjp(row[None])[0][0])(y)
+
+
 # ----------------------------------------------------------------------------- compilation
 def jit(fn):
     """``fn`` compiled by the backend: ``tf.function`` (shapes may vary without retracing) or ``jax.jit``.

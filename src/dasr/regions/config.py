@@ -7,12 +7,17 @@ without an explicit ``nms_iou`` takes its method's β.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from dasr.errors import InputError
 
 METHODS = ("dasr", "dasr-star")
+# ``paper``: Sections 3.1-3.2 as written; ``authors``: what the authors' released code runs.
+RULES = ("paper", "authors")
 # ``nms_iou`` left at this value takes the method's β (:func:`default_nms`).
 METHOD_DEFAULT = "method-default"
 
@@ -42,6 +47,11 @@ class RegionConfig:
       backprop_dtype: ``float32``, ``bfloat16`` or ``auto`` (see :func:`dasr.model.backprop.resolve_dtype`).
       seed_chunk: seeds back-propagated together (bounds memory).
       max_seeds: keep at most this many seeds, the highest first (None = all).
+      rule: ``paper`` (default) or ``authors``: the released code's backprop
+        (:mod:`dasr.model.backprop`), seeds (:func:`dasr.regions.seeds.authors_peaks`) and
+        threshold (the 95th percentile of each map, :func:`dasr.regions.ellipse.ellipses_from_maps`;
+        ``tau`` and ``input_rule`` are then unused, ``weighted_moments`` is refused).  NMS stays β
+        of the method, which is also the authors' (0.3 for DASR*, none for DASR).
     """
 
     method: str = "dasr-star"
@@ -56,10 +66,32 @@ class RegionConfig:
     backprop_dtype: str = "auto"
     seed_chunk: int = 16
     max_seeds: int | None = None
+    rule: str = "paper"
 
     def __post_init__(self):
+        # Values can come from a file (a store's configuration, an experiment config): a wrong type
+        # is the user's input, refused naming the field, not a TypeError deep in a comparison.
+        kinds = {"tau": (numbers.Real,), "max_side": (numbers.Integral,), "stop_stride": (numbers.Integral,),
+                 "cascade_stride": (numbers.Integral,), "seed_chunk": (numbers.Integral,),
+                 "max_seeds": (numbers.Integral, type(None)), "weighted_moments": (bool, np.bool_),
+                 "method": (str,), "input_rule": (str,), "strided_conv": (str,), "backprop_dtype": (str,),
+                 "rule": (str,)}
+        for name, allowed in kinds.items():
+            value = getattr(self, name)
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                words = {numbers.Integral: "an integer", numbers.Real: "a number", type(None): "none",
+                         bool: "true or false", np.bool_: "true or false", str: "a string"}
+                want = " or ".join(dict.fromkeys(words[t] for t in allowed))
+                raise InputError(f"{name} must be {want}, got {value!r}")
+        if self.nms_iou is not None and self.nms_iou != METHOD_DEFAULT and (
+                isinstance(self.nms_iou, bool) or not isinstance(self.nms_iou, numbers.Real)):
+            raise InputError(f"nms_iou must be a number or None, got {self.nms_iou!r}")
         if self.method not in METHODS:
             raise InputError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.rule not in RULES:
+            raise InputError(f"rule must be one of {RULES}, got {self.rule!r}")
+        if self.rule == "authors" and self.weighted_moments:
+            raise InputError("the authors' rule takes unweighted moments; drop weighted_moments")
         if self.nms_iou == METHOD_DEFAULT:
             object.__setattr__(self, "nms_iou", default_nms(self.method))
         if not 0.0 <= self.tau < 1.0:

@@ -13,7 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def ellipses_from_maps(maps: np.ndarray, tau: float = 0.1, weighted: bool = False, cell: float = 1.0):
+# The authors' code keeps the pixels at or above this percentile of each map.
+AUTHORS_PERCENTILE = 95.0
+
+
+def ellipses_from_maps(maps: np.ndarray, tau: float = 0.1, weighted: bool = False, cell: float = 1.0,
+                       rule: str = "paper"):
     """Moment ellipses and their boxes for a batch of maps (Eq. 4).
 
     Args:
@@ -21,6 +26,9 @@ def ellipses_from_maps(maps: np.ndarray, tau: float = 0.1, weighted: bool = Fals
       tau: keep pixels with ``M / max(M) >= tau``.
       weighted: weight the moments by ``M`` (default: unweighted, as Eq. 4).
       cell: pixels per map cell (maps coarser than the image).
+      rule: ``paper``; or ``authors``: keep the non-zero pixels at or above the map's 95th
+        percentile (τ and ``weighted`` unused), unweighted moments of the pixel centres, no
+        unit-square term (a one-pixel region gives an empty box), as the authors' code.
 
     Returns:
       (boxes (S, 4) in pixels of the image the maps cover, ellipses (S, 5), kept fraction (S,)).
@@ -28,10 +36,20 @@ def ellipses_from_maps(maps: np.ndarray, tau: float = 0.1, weighted: bool = Fals
     """
     maps = np.asarray(maps, np.float32)
     s, h, w = maps.shape
+    if rule == "authors":
+        threshold = np.percentile(maps.reshape(s, -1), AUTHORS_PERCENTILE, axis=1)
+        keep = (maps >= threshold[:, None, None]) & (maps > 0)
+        return _moment_boxes(keep.astype(np.float64), keep, cell, unit_square=False)
     peak = maps.reshape(s, -1).max(axis=1)
     norm = maps / np.where(peak > 0, peak, 1.0)[:, None, None]
     keep = (norm >= tau) & (peak[:, None, None] > 0)
     wts = np.where(keep, norm if weighted else 1.0, 0.0).astype(np.float64)
+    return _moment_boxes(wts, keep, cell, unit_square=True)
+
+
+def _moment_boxes(wts: np.ndarray, keep: np.ndarray, cell: float, unit_square: bool):
+    """Boxes, ellipses and kept fractions from (S, H, W) pixel weights (0 = not kept)."""
+    s, h, w = wts.shape
     mass = wts.sum(axis=(1, 2))
     safe = np.where(mass > 0, mass, 1.0)
     ys = (np.arange(h) + 0.5) * cell
@@ -44,8 +62,9 @@ def ellipses_from_maps(maps: np.ndarray, tau: float = 0.1, weighted: bool = Fals
     vxx = wx @ xs**2 / safe - cx**2
     vxy = np.einsum("shw,h,w->s", wts, ys, xs) / safe - cx * cy
     # Each kept pixel is a unit square (variance cell²/12 along each axis), not a point.
-    vxx = np.maximum(vxx, 0) + cell**2 / 12.0
-    vyy = np.maximum(vyy, 0) + cell**2 / 12.0
+    square = cell**2 / 12.0 if unit_square else 0.0
+    vxx = np.maximum(vxx, 0) + square
+    vyy = np.maximum(vyy, 0) + square
     half_w, half_h = 2.0 * np.sqrt(vxx), 2.0 * np.sqrt(vyy)
     boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], 1)
     boxes = np.clip(boxes, 0, [w * cell, h * cell, w * cell, h * cell])

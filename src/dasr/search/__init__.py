@@ -5,6 +5,8 @@
   whitening files kept next to an index, keyed by their source collection and dimension;
 * :mod:`~dasr.search.query`: checks of a query box before it is described;
 * :mod:`~dasr.search.ann`: faiss indexes for collections too large for exact search.
+* :mod:`~dasr.search.region_index`: a store's persisted faiss index (``dasr index build``), its
+  candidates re-ranked exactly and reduced per image by the one ranking.
 """
 
 from dasr.search.index import (SearchIndex, WhiteningChoice, choose_whitening, learn_whitening,

@@ -1,6 +1,8 @@
 """Approximate nearest-neighbour search over millions of region descriptors.
 
-Used by the scalability experiment: every database region descriptor
+Used by the scalability experiment and, through :mod:`dasr.search.region_index`
+(candidates from a persisted index, then exact re-ranking), by ``dasr index
+build`` / ``dasr search --index-kind``: every database region descriptor
 (l2-normalised, so inner product = cosine similarity) is stored in a faiss
 index, and query regions retrieve their top-k database regions.
 
@@ -224,6 +226,10 @@ def plan_index(
         opq_niter = 50 if opq_niter is None else int(opq_niter)
         if opq_niter < 1:
             raise ValueError(f"opq_niter must be >= 1, got {opq_niter}")
+        if ts < d:
+            # faiss' OPQ training crashes (a segmentation fault, faiss-cpu 1.15.1) on fewer
+            # training vectors than dimensions, e.g. 1219 regions of 2048 dimensions.
+            raise ValueError(f"{kind} needs at least d={d} training vectors, got {ts}; use ivfpq")
     return IndexPlan(
         kind=kind, requested_kind=kind, factory=factory, d=d, n=n, m=m, nbits=nbits,
         nlist=nlist, nprobe=nprobe, train_size=ts, opq_niter=opq_niter,

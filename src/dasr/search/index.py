@@ -115,6 +115,8 @@ def choose_whitening(index: str | os.PathLike, pca: str | os.PathLike | None) ->
                              "choose one with --pca PATH (or --pca none)")
         return WhiteningChoice(found[0], "the only one next to the index")
     path = Path(pca)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a whitening file")
     if not path.is_file():
         raise InputError(f"{path}: no such whitening file")
     return WhiteningChoice(path, "given")
@@ -133,6 +135,8 @@ class SearchIndex:
         self.store = store
         self.whitening = whitening
         self.features = postprocess(store.arrays["features"].astype(np.float32), whitening).astype(np.float32)
+        # A compressed index (:mod:`dasr.search.region_index`): candidates, then exact re-ranking.
+        self.region_index = None
 
     @classmethod
     def open(cls, index: str | os.PathLike, pca: str | os.PathLike | None = "auto",
@@ -177,5 +181,8 @@ class SearchIndex:
                                                         ranking.boxes[found], ranking.regions[found]), 1)]
 
     def search_many(self, queries: np.ndarray, top: int | None = None) -> list[Ranking]:
-        """:meth:`search` for (q, D) queries (:func:`dasr.search.ranking.rank_images`)."""
+        """:meth:`search` for (q, D) queries (:func:`dasr.search.ranking.rank_images`; through
+        :attr:`region_index`'s candidates when one is attached, else exactly)."""
+        if self.region_index is not None:
+            return self.region_index.rank_images(queries, top)
         return rank_images(queries, self.features, self.store.offsets, self.store.arrays["boxes"], top)

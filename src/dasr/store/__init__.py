@@ -25,7 +25,8 @@ Files next to a store ``<out>`` (e.g. ``regions.h5``)::
         config.json    {"format", "format_version", "config", "root", "feature_dtype"}
         chunk-NNNNNN.npz   batches of completed images (+ skipped images), each
                        written atomically; merged into <out> by StoreWriter.close()
-    <out>.skipped.tsv  images that could not be processed: ``image<TAB>reason`` lines
+    <out>.skipped.tsv  images that could not be processed: ``image<TAB>reason`` lines, with
+                       ``<TAB>size<TAB>sha256`` of the file when it could be read
     .<out-name>[.parts|.skipped.tsv].tmp-<hex>   temporaries; removed by the next writer
 
 HDF5 layout of ``<out>`` (N images, R regions in total)::
@@ -42,6 +43,13 @@ HDF5 layout of ``<out>`` (N images, R regions in total)::
                          sorted by (order, image)
     sizes         (N, 2) int32, (width, height) of the original image
     offsets       (N+1,) int64, regions of image i are rows offsets[i]:offsets[i+1]
+    file_sizes    (N,)   int64, size in bytes of each image file when it was extracted (-1:
+                         not recorded)
+    file_sha256   (N,)   S64, hex SHA-256 of each image file's bytes (b"": not recorded).
+                         Both are absent from stores written before they existed; such a
+                         store is searched as before, and resuming into it checks only the
+                         images that have them. A resume refuses an image whose file's size
+                         or SHA-256 differs from the recorded one (a file changed in place).
     region_image  (R,)   int32, image index of each region row
     regions/<key> (R, ...) one dataset per region array (boxes, scores, features, ...);
                          features stored as feature_dtype, read back as float32
@@ -52,14 +60,16 @@ are kept but ignored when configurations are compared.
 Modules: :mod:`~dasr.store.config` (configurations), :mod:`~dasr.store.format` (the HDF5
 and chunk formats), :mod:`~dasr.store.files` (the files next to a store),
 :mod:`~dasr.store.lock`, :mod:`~dasr.store.writer`, :mod:`~dasr.store.reader`,
-:mod:`~dasr.store.merge`, :mod:`~dasr.store.shards`, :mod:`~dasr.store.skipped`; built on
+:mod:`~dasr.store.merge`, :mod:`~dasr.store.shards`, :mod:`~dasr.store.skipped`,
+:mod:`~dasr.store.identity` (a stored image's file is unchanged); built on
 them: :mod:`~dasr.store.extract` (collection -> store), :mod:`~dasr.store.derive` (stores
 from other stores) and :mod:`~dasr.store.cache` (reuse of finished stores).
 """
 from __future__ import annotations
 
 from dasr.store.config import VOLATILE_CONFIG_KEYS, config_differences, diff_configs, normalize_config
-from dasr.store.errors import CollectionNotFoundError, StoreConfigError, StoreError, StoreLockedError
+from dasr.store.errors import (CollectionNotFoundError, ImageChangedError, StoreConfigError, StoreError,
+                               StoreLockedError)
 from dasr.store.files import lock_path, parts_path, skipped_path
 from dasr.store.format import FORMAT_NAME, FORMAT_VERSION
 from dasr.store.merge import merge_stores
@@ -75,6 +85,7 @@ __all__ = [
     "store_contents",
     "RegionStore",
     "CollectionNotFoundError",
+    "ImageChangedError",
     "StoreConfigError",
     "StoreError",
     "StoreLockedError",

@@ -18,6 +18,8 @@ import numpy as np
 from dasr.store.errors import StoreConfigError
 
 __all__ = [
+    "BACKEND_KEY",
+    "DEFAULT_BACKEND",
     "MISSING",
     "VOLATILE_CONFIG_KEYS",
     "config_differences",
@@ -25,10 +27,17 @@ __all__ = [
     "diff_configs",
     "format_differences",
     "normalize_config",
+    "store_backend",
 ]
 
-# Keys that legitimately differ between runs producing the same regions.
-VOLATILE_CONFIG_KEYS = ("shard", "created")
+# The Keras backend that computed a store's regions (``tensorflow`` or ``jax``).
+BACKEND_KEY = "backend"
+# What a store made before the key was recorded was computed with.
+DEFAULT_BACKEND = "tensorflow"
+# Keys that legitimately differ between runs producing the same regions.  The backend is one:
+# the two backends' regions agree to rounding, so a store made on one is searchable from the
+# other; only a resume or a merge must not mix them (the writer and merge check it apart).
+VOLATILE_CONFIG_KEYS = ("shard", "created", BACKEND_KEY)
 
 
 class _Missing:
@@ -39,6 +48,11 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+def store_backend(config: Mapping[str, Any]) -> str:
+    """The Keras backend a store's regions were computed with (:data:`DEFAULT_BACKEND` when unrecorded)."""
+    return str(config[BACKEND_KEY]) if BACKEND_KEY in config else DEFAULT_BACKEND
 
 
 def _plain_scalar(value: Any, key: str) -> Any:

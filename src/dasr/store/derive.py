@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from dasr.features.methods import GLOBAL_METHODS
 from dasr.regions import nms
-from dasr.store.config import config_differences, diff_configs, normalize_config
+from dasr.store.config import BACKEND_KEY, config_differences, diff_configs, normalize_config, store_backend
 from dasr.store.errors import StoreError
 from dasr.store.files import parts_path
 from dasr.store.reader import RegionStore, store_contents
-from dasr.store.skipped import read_skipped
+from dasr.store.skipped import read_skipped, read_skipped_identity
 from dasr.store.writer import StoreWriter
 
 NMS_KEY = "nms_iou"
@@ -156,19 +156,25 @@ def copy_rows(source: str | os.PathLike, out: str | os.PathLike, config: dict, i
 
 def _write_rows(src: RegionStore, out, config: dict, images: list[str], pick, what: str, progress: bool,
                 orders: dict[str, int] | None = None) -> int:
-    """Writes ``pick(rows)`` of each image of ``images`` (skips copied as skips) into ``out``."""
+    """Writes ``pick(rows)`` of each image of ``images`` (skips copied as skips) into ``out``.
+
+    The rows were computed where the source's were: ``out`` records the source's backend.
+    """
+    config = {**config, BACKEND_KEY: store_backend(src.config)}
     skipped = read_skipped(src.path)
+    skipped_identity = read_skipped_identity(src.path)
     written = 0
     with StoreWriter(out, config, src.root) as writer:
         todo = [(orders[name] if orders else order, name) for order, name in enumerate(images)
                 if name not in writer.done]
         for order, name in tqdm(todo, disable=not progress, unit="img", desc=what, dynamic_ncols=True):
             if name in skipped:
-                writer.skip(name, skipped[name])
+                writer.skip(name, skipped[name], identity=skipped_identity.get(name))
                 continue
             i = src.index(name)
             rows = src.regions_of(i)
             keep = pick(rows) if len(rows["boxes"]) else slice(0, 0)
-            writer.add(name, order, tuple(int(v) for v in src.sizes[i]), {key: value[keep] for key, value in rows.items()})
+            writer.add(name, order, tuple(int(v) for v in src.sizes[i]), {key: value[keep] for key, value in rows.items()},
+                       identity=src.identity_of(i))
             written += 1
     return written

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dasr.errors import UserError
 
-__all__ = ["CollectionNotFoundError", "StoreConfigError", "StoreError", "StoreLockedError"]
+__all__ = ["CollectionNotFoundError", "ImageChangedError", "StoreConfigError", "StoreError", "StoreLockedError"]
 
 
 class StoreError(UserError):
@@ -13,6 +13,10 @@ class StoreError(UserError):
 
 class StoreConfigError(StoreError):
     """A store was created with a configuration other than the requested one."""
+
+
+class ImageChangedError(StoreError):
+    """An image file differs (size or SHA-256) from the one a store's regions were taken from."""
 
 
 class StoreLockedError(StoreError):

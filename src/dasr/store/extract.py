@@ -24,9 +24,13 @@ import numpy as np
 from tqdm import tqdm
 
 from dasr.errors import InputError
+from dasr.store.config import BACKEND_KEY
 from dasr.store.errors import CollectionNotFoundError
+from dasr.store.identity import check_unchanged, file_identity
 from dasr.features.extractor import Extractor
-from dasr.io.images import ImageError, list_images, load_image
+from dasr.io.budget import DecodeBudget
+from dasr.io.images import DecodedImage, ImageError, list_images, read_image
+from dasr.model.device import BACKEND
 from dasr.regions import Regions
 from dasr.store.reader import RegionStore
 from dasr.store.shards import shard_of
@@ -101,46 +105,76 @@ def read_image_list(images: str | os.PathLike, root: str | os.PathLike | None = 
     return base, list(seen)
 
 
-def _load(root: Path, rel: str):
-    """Decode in a worker thread: returns (image, None) or (None, reason) for a bad image.
+def _load(root: Path, rel: str, budget: DecodeBudget, ticket: int):
+    """Decode in a worker thread: returns (DecodedImage, None) or (None, reason) for a bad image.
+
+    The decode reserves its memory in ``budget`` in ``ticket`` order (see :mod:`dasr.io.budget`);
+    the file's size and SHA-256 come with the pixels (one open file, see :func:`read_image`).
 
     Raises:
       Any error other than :class:`ImageError` (re-raised by ``Future.result()`` in the
       extraction loop): a decoding bug is not a bad image.
     """
     try:
-        return load_image(root / rel), None
+        return read_image(root / rel, budget=budget, ticket=ticket, identity=True), None
     except ImageError as e:
         return None, e.reason
+    finally:
+        budget.settle(ticket)
 
 
-def prefetch(root: Path, items: list[tuple[int, str]], workers: int = 2, depth: int = 4):
-    """Yields (order, rel, image or None, reason) while the next images decode in threads.
+def prefetch(root: Path, items: list[tuple[int, str]], workers: int = 2, depth: int = 4,
+             budget: DecodeBudget | None = None):
+    """Yields (order, rel, DecodedImage or None, reason) while the next images decode in threads.
+
+    Memory: the decodes in flight and the decoded images waiting to be consumed together hold
+    at most ``budget.total`` bytes (default :data:`DEFAULT_DECODE_BUDGET`); an image that alone
+    needs more is yielded as bad (its reason says so). A yielded image's bytes go back to the
+    budget when the consumer asks for the next one, so the consumer must not keep it.
 
     Raises:
       Whatever :func:`_load` raises for the image being yielded.
     """
+    budget = budget if budget is not None else DecodeBudget()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dasr-decode") as pool:
         pending: deque = deque()
-        it = iter(items)
-        for order, rel in it:
-            pending.append((order, rel, pool.submit(_load, root, rel)))
-            if len(pending) >= depth:
-                break
-        while pending:
-            order, rel, fut = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt[0], nxt[1], pool.submit(_load, root, nxt[1])))
-            image, reason = fut.result()
-            yield order, rel, image, reason
+
+        def submit(order: int, rel: str) -> None:
+            pending.append((order, rel, pool.submit(_load, root, rel, budget, budget.ticket())))
+
+        try:
+            it = iter(items)
+            for order, rel in it:
+                submit(order, rel)
+                if len(pending) >= depth:
+                    break
+            while pending:
+                order, rel, fut = pending.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    submit(*nxt)
+                decoded, reason = fut.result()
+                fut = None  # the future holds the result too
+                held = decoded.pixels.nbytes if decoded is not None else 0
+                try:
+                    yield order, rel, decoded, reason
+                finally:
+                    decoded = None
+                    budget.release(held)
+        finally:
+            # Stopped early (an error, or the consumer closed us): the waiting decodes must not
+            # wait for room that the unconsumed images will never give back.
+            for _, _, fut in pending:
+                fut.cancel()
+            budget.close()
 
 
 def _skip(writer: StoreWriter, summary: ExtractSummary, base: Path, rel_path: str, reason: str) -> None:
     """Records a skipped image; a name the skipped-list TSV cannot hold is only reported."""
     note = ""
     try:
-        writer.skip(rel_path, reason)
+        # Re-read for the record (skips are rare): a file that failed to decode still has bytes.
+        writer.skip(rel_path, reason, identity=file_identity(base / rel_path))
     except ValueError:  # a tab or newline in the name: one bad file must not stop the run
         note = " (not listed in the .skipped.tsv: its name has a tab or newline)"
     summary.skipped.append((rel_path, reason))
@@ -178,6 +212,25 @@ def _repooled(extractor: Extractor, source: RegionStore, rel_path: str, image: n
     return _Repooled(regions, extractor.describe_boxes(image, rows["boxes"]))
 
 
+def _extract_one(extractor: Extractor, writer: StoreWriter, summary: ExtractSummary, base: Path, order: int,
+                 rel_path: str, decoded: DecodedImage, regions_from: RegionStore | None) -> None:
+    """Regions of one decoded image into the writer (or its skip when the image is the cause)."""
+    image = decoded.pixels
+    try:
+        ex = extractor(image) if regions_from is None else _repooled(extractor, regions_from, rel_path, image)
+    except ImageError as e:  # the image itself: reported, the run goes on
+        _skip(writer, summary, base, rel_path, e.reason)
+        return
+    writer.add(rel_path, order, (int(image.shape[1]), int(image.shape[0])), regions_record(ex),
+               identity=(decoded.file_size, decoded.sha256))
+    summary.extracted += 1
+    summary.regions += len(ex.regions)
+    if len(ex.regions) == 0:
+        # Stored with zero regions (it can never be returned by a search).
+        summary.no_region.append(rel_path)
+        tqdm.write(f"no region found in {base / rel_path} (stored with 0 regions)", file=sys.stderr)
+
+
 def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str | os.PathLike, *,
                        root: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
                        feature_dtype: str = "float32", progress: bool = True,
@@ -209,6 +262,7 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
         rel = rel[:limit]
     items = shard_of(rel, shard) if shard else list(enumerate(rel))
     config = extractor.config()
+    config[BACKEND_KEY] = BACKEND
     if shard:
         config["shard"] = f"{shard[0]}/{shard[1]}"
     summary = ExtractSummary()
@@ -216,29 +270,20 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
     with StoreWriter(out, config, str(base), feature_dtype=feature_dtype) as writer:
         todo = [(o, r) for o, r in items if r not in writer.done]
         summary.already_done = len(items) - len(todo)
+        # A stored image whose file changed since would keep the old picture's regions.
+        check_unchanged(writer.path, base, [r for _, r in items if r in writer.done], writer.identity)
         for o, r in [(o, r) for o, r in todo if r in source_skipped]:
             _skip(writer, summary, base, r, source_skipped[r])
         todo = [(o, r) for o, r in todo if r not in source_skipped]
         bar = tqdm(total=len(items), initial=summary.already_done, disable=not progress,
                    unit="img", desc=f"extract {extractor.method}", dynamic_ncols=True)
         with bar:
-            for order, rel_path, image, reason in prefetch(base, todo):
-                if image is None:
+            for order, rel_path, decoded, reason in prefetch(base, todo):
+                if decoded is None:
                     _skip(writer, summary, base, rel_path, reason)
                 else:
-                    try:
-                        ex = extractor(image) if regions_from is None else _repooled(extractor, regions_from, rel_path, image)
-                    except ImageError as e:  # the image itself: reported, the run goes on
-                        _skip(writer, summary, base, rel_path, e.reason)
-                        bar.update(1)
-                        continue
-                    writer.add(rel_path, order, (int(image.shape[1]), int(image.shape[0])), regions_record(ex))
-                    summary.extracted += 1
-                    summary.regions += len(ex.regions)
-                    if len(ex.regions) == 0:
-                        # Stored with zero regions (it can never be returned by a search).
-                        summary.no_region.append(rel_path)
-                        tqdm.write(f"no region found in {base / rel_path} (stored with 0 regions)", file=sys.stderr)
+                    _extract_one(extractor, writer, summary, base, order, rel_path, decoded, regions_from)
                     bar.set_postfix(regions=f"{summary.regions / max(1, summary.extracted):.1f}/img")
+                decoded = None  # its memory goes back to the decode budget with the next image
                 bar.update(1)
     return summary

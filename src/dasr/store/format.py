@@ -4,6 +4,7 @@ The HDF5 layout is described in :mod:`dasr.store`. A chunk ``<out>.parts/chunk-N
 holds a batch of completed images (and skipped ones) of an unfinished writer::
 
     images, orders, sizes, counts   one entry per completed image (names as surrogateescape bytes)
+    file_sizes, file_sha256         the image files' sizes and SHA-256 (absent in older chunks)
     skip_images, skip_reasons       the images skipped in the batch, with their reasons
     schema                          JSON {key: [dtype str, trailing shape]} of the region arrays
     region_<key>                    (rows, ...) the region arrays of the batch
@@ -128,6 +129,8 @@ class Record:
     size: tuple[int, int]
     count: int
     arrays: dict[str, np.ndarray]
+    file_size: int = -1  # bytes of the image file; -1: not recorded
+    sha256: str = ""     # hex SHA-256 of the image file; "": not recorded
 
 
 # ------------------------------------------------------------------------ sources
@@ -142,6 +145,8 @@ class Source:
     sizes: np.ndarray
     offsets: np.ndarray
     schema: Schema
+    file_sizes: np.ndarray  # (N,) int64, -1 where not recorded
+    sha256s: np.ndarray     # (N,) S64 hex digests, b"" where not recorded
 
     def rows(self, key: str) -> Any:
         """Array-like of all region rows of ``key`` (supports slicing)."""
@@ -151,9 +156,19 @@ class Source:
         """Release file handles."""
 
 
-def _check_index(name: str, n: int, orders: np.ndarray, sizes: np.ndarray, offsets: np.ndarray) -> None:
+def _identity(n: int, sizes: Any, digests: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image file sizes and SHA-256 digests as stored, or "not recorded" (older files)."""
+    if sizes is None or digests is None:
+        return np.full(n, -1, np.int64), np.zeros(n, "S64")
+    return np.asarray(sizes, dtype=np.int64), np.asarray(digests).astype("S64")
+
+
+def _check_index(name: str, n: int, orders: np.ndarray, sizes: np.ndarray, offsets: np.ndarray,
+                 identity: tuple[np.ndarray, np.ndarray]) -> None:
     if orders.shape != (n,) or sizes.shape != (n, 2) or offsets.shape != (n + 1,):
         raise StoreError(f"{name}: not a DASR region store (inconsistent index shapes)")
+    if identity[0].shape != (n,) or identity[1].shape != (n,):
+        raise StoreError(f"{name}: not a DASR region store (file_sizes or file_sha256 is not one entry per image)")
     if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
         raise StoreError(f"{name}: not a DASR region store (offsets are not increasing from 0)")
 
@@ -201,13 +216,22 @@ class H5Source(Source):
             self.config = json.loads(decode_name(attrs["config"]))
         except (KeyError, json.JSONDecodeError) as exc:
             raise StoreError(f"{path}: not a DASR region store (bad config attribute: {one_line(exc)})") from None
+        if not isinstance(self.config, dict) or not self.config:
+            raise StoreError(f"{path}: not a DASR region store (its config attribute is "
+                             f"{'empty' if self.config == {} else 'not a JSON object'})")
         self.root = decode_name(attrs.get("root", ""))
         f = self.file
         self.images = [decode_name(raw) for raw in f["images"][()]]
         self.orders = np.asarray(f["orders"][()], dtype=np.int64)
         self.sizes = np.asarray(f["sizes"][()], dtype=np.int32)
         self.offsets = np.asarray(f["offsets"][()], dtype=np.int64)
-        _check_index(self.name, len(self.images), self.orders, self.sizes, self.offsets)
+        # Stores written before per-image identity was recorded have neither dataset.
+        self.has_identity = "file_sizes" in f and "file_sha256" in f
+        self.file_sizes, self.sha256s = _identity(
+            len(self.images), f["file_sizes"][()] if self.has_identity else None,
+            f["file_sha256"][()] if self.has_identity else None)
+        _check_index(self.name, len(self.images), self.orders, self.sizes, self.offsets,
+                     (self.file_sizes, self.sha256s))
         total = int(self.offsets[-1])
         region_image = np.asarray(f["region_image"][()])
         counts = np.diff(self.offsets)
@@ -259,13 +283,22 @@ class ChunkSource(Source):
                 # would load every chunk's features when a writer opens.
                 described = json.loads(npz["schema"].item().decode("utf-8"))
                 self.schema = {key: (np.dtype(dt), tuple(shape)) for key, (dt, shape) in described.items()}
+                self.file_sizes, self.sha256s = _identity(
+                    len(self.images), npz["file_sizes"] if "file_sizes" in npz else None,
+                    npz["file_sha256"] if "file_sha256" in npz else None)
+                sizes, digests = _identity(
+                    len(self.skips), npz["skip_file_sizes"] if "skip_file_sizes" in npz else None,
+                    npz["skip_file_sha256"] if "skip_file_sha256" in npz else None)
+                self.skip_identity = {image: (int(size), digest.decode("ascii"))
+                                      for image, size, digest in zip(self.skips, sizes, digests) if size >= 0 and digest}
         except (OSError, ValueError, KeyError, EOFError, TypeError) as exc:
             # Chunks are written atomically, so this means outside damage.
             raise StoreError(
                 f"{path}: not a DASR chunk file ({one_line(exc)}); delete it to recompute its images"
             ) from None
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        _check_index(self.name, len(self.images), self.orders, self.sizes, self.offsets)
+        _check_index(self.name, len(self.images), self.orders, self.sizes, self.offsets,
+                     (self.file_sizes, self.sha256s))
 
     def rows(self, key: str) -> np.ndarray:
         with np.load(self.path, allow_pickle=False) as npz:  # one at a time: bounded memory and fds
@@ -289,16 +322,22 @@ def chunk_files(parts: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def write_chunk(path: Path, records: list[Record], skips: Mapping[str, str], schema: Schema | None) -> None:
-    """Write one batch of completed images (and skips) atomically as an .npz file."""
+def write_chunk(path: Path, records: list[Record], skips: Mapping[str, str], schema: Schema | None,
+                skip_identity: Mapping[str, tuple[int, str]] | None = None) -> None:
+    """Write one batch of completed images (and skips, with their files' identity) atomically as .npz."""
+    skip_identity = skip_identity or {}
     arrays: dict[str, np.ndarray] = {
         # 'S' arrays strip trailing NULs only; names and reasons contain none.
         "images": np.array([encode_name(r.image) for r in records], dtype="S") if records else np.zeros(0, "S1"),
         "orders": np.array([r.order for r in records], dtype=np.int64),
         "sizes": np.array([r.size for r in records], dtype=np.int32).reshape(-1, 2),
         "counts": np.array([r.count for r in records], dtype=np.int64),
+        "file_sizes": np.array([r.file_size for r in records], dtype=np.int64),
+        "file_sha256": np.array([r.sha256.encode("ascii") for r in records], dtype="S64"),
         "skip_images": np.array([encode_name(k) for k in skips], dtype="S") if skips else np.zeros(0, "S1"),
         "skip_reasons": np.array([encode_name(v) for v in skips.values()], dtype="S") if skips else np.zeros(0, "S1"),
+        "skip_file_sizes": np.array([skip_identity.get(k, (-1, ""))[0] for k in skips], dtype=np.int64),
+        "skip_file_sha256": np.array([skip_identity.get(k, (-1, ""))[1].encode("ascii") for k in skips], dtype="S64"),
     }
     described = {}
     if records:
@@ -310,9 +349,10 @@ def write_chunk(path: Path, records: list[Record], skips: Mapping[str, str], sch
     atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pick:
-    """One record chosen for the output: sort key and where it comes from."""
+    """One record chosen for the output: sort key and where it comes from (slots: a merge holds
+    one per image of the output)."""
 
     order: int
     key: bytes
@@ -366,18 +406,99 @@ def _common_schema(sources: Sequence[Source], picks: Sequence[Pick]) -> Schema:
     return schema or {}
 
 
-def _runs(picks: Sequence[Pick], source: int, src_offsets: np.ndarray, dst_offsets: np.ndarray) -> list[tuple[int, int, int]]:
-    """Contiguous (src_start, src_stop, dst_start) row runs copied from one source."""
-    runs: list[list[int]] = []
-    for dst, pick in enumerate(picks):
-        if pick.source != source:
-            continue
-        s0, s1, d0 = int(src_offsets[pick.index]), int(src_offsets[pick.index + 1]), int(dst_offsets[dst])
-        if runs and runs[-1][1] == s0 and runs[-1][2] + (runs[-1][1] - runs[-1][0]) == d0:
-            runs[-1][1] = s1  # extend: consecutive in both source and destination
-        else:
-            runs.append([s0, s1, d0])
-    return [(a, b, c) for a, b, c in runs if b > a]
+def gather_per_image(arrays: Sequence[np.ndarray], src_of: np.ndarray, idx_of: np.ndarray) -> np.ndarray:
+    """One per-image array of the output from the sources' (sizes, file identity, counts...).
+
+    Args:
+      arrays: each source's (n_s, ...) array, in source order (all of one dtype kind and shape).
+      src_of, idx_of: (N,) the source and the index in it of each output image.
+
+    Returns:
+      (N, ...) ``arrays[src_of[i]][idx_of[i]]`` for every i, gathered source by source (numpy,
+      no Python object per image: a merge of a million images stays small).
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    if not arrays:
+        return np.zeros(0)
+    out = np.empty((len(src_of), *arrays[0].shape[1:]), np.result_type(*arrays) if arrays[0].dtype.kind != "S"
+                   else f"S{max(a.dtype.itemsize for a in arrays)}")
+    for s in np.unique(src_of):
+        sel = src_of == s
+        out[sel] = arrays[s][idx_of[sel]]
+    return out
+
+
+# Rows of one region array gathered in memory before one write to the destination.
+COPY_BLOCK_BYTES = 32 * 2**20
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(a, b)`` for every (a, b) pair, vectorised."""
+    lengths = stops - starts
+    if lengths.sum() == 0:
+        return np.zeros(0, np.int64)
+    first = np.cumsum(lengths) - lengths
+    return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
+
+
+def _copy_regions(dsets: Mapping[str, Any], sources: Sequence[Source], src_of: np.ndarray, idx_of: np.ndarray,
+                  dst_offsets: np.ndarray) -> None:
+    """Copies every picked image's region rows into ``dsets``, in bounded memory.
+
+    The destination is written block by block (about :data:`COPY_BLOCK_BYTES` per array): the
+    rows of a block are gathered from each source with one read per contiguous span (shards of an
+    interleaved list give one span per source and block), then written at once.  Per-image reads
+    and writes of HDF5 cost ~0.1 ms each: a million interleaved images would take hours.
+
+    Args:
+      dsets: region key -> destination dataset (rows in destination order).
+      sources: the sources.
+      src_of, idx_of: (N,) the source and the index in it of each destination image.
+      dst_offsets: (N+1,) the destination's row offsets.
+    """
+    if not dsets or len(src_of) == 0:
+        return
+    row_bytes = max(int(np.prod(d.shape[1:], dtype=np.int64)) * d.dtype.itemsize for d in dsets.values())
+    block_rows = max(1, COPY_BLOCK_BYTES // max(1, row_bytes))
+    src_lo = np.empty(len(src_of), np.int64)
+    src_hi = np.empty(len(src_of), np.int64)
+    for s in np.unique(src_of):
+        sel = src_of == s
+        src_lo[sel] = sources[s].offsets[idx_of[sel]]
+        src_hi[sel] = sources[s].offsets[idx_of[sel] + 1]
+    n, start = len(src_of), 0
+    while start < n:
+        stop = int(np.searchsorted(dst_offsets, dst_offsets[start] + block_rows, side="right")) - 1
+        stop = min(n, max(start + 1, stop))
+        d0, d1 = int(dst_offsets[start]), int(dst_offsets[stop])
+        groups = []  # (source, image positions in the block) with a source span <= block_rows
+        block_src = src_of[start:stop]
+        for s in np.unique(block_src):
+            pos = np.nonzero(block_src == s)[0] + start
+            lo, hi = src_lo[pos], src_hi[pos]
+            if hi.max() - lo.min() <= block_rows:  # the usual case: one read
+                groups.append((int(s), pos))
+                continue
+            begin, g_lo, g_hi = 0, lo[0], hi[0]  # images spread over the source: reads of bounded spans
+            for k in range(1, len(pos)):
+                if max(g_hi, hi[k]) - min(g_lo, lo[k]) > block_rows:
+                    groups.append((int(s), pos[begin:k]))
+                    begin, g_lo, g_hi = k, lo[k], hi[k]
+                else:
+                    g_lo, g_hi = min(g_lo, lo[k]), max(g_hi, hi[k])
+            groups.append((int(s), pos[begin:]))
+        for key, dset in dsets.items():
+            buffer = np.empty((d1 - d0, *dset.shape[1:]), dset.dtype)
+            for s, pos in groups:
+                lo, hi = src_lo[pos], src_hi[pos]
+                span_lo, span_hi = int(lo.min()), int(hi.max())
+                if span_hi <= span_lo:
+                    continue
+                rows = np.asarray(sources[s].rows(key)[span_lo:span_hi])
+                buffer[_ranges(dst_offsets[pos] - d0, dst_offsets[pos + 1] - d0)] = rows[_ranges(lo - span_lo, hi - span_lo)]
+            if d1 > d0:
+                dset[d0:d1] = buffer
+        start = stop
 
 
 def write_store(
@@ -388,9 +509,11 @@ def write_store(
     root: str,
     feature_dtype: str,
 ) -> None:
-    """Write the picked records of ``sources`` to ``out`` atomically (streaming, per run)."""
+    """Write the picked records of ``sources`` to ``out`` atomically (streaming, block by block)."""
     schema = _common_schema(sources, picks)
-    counts = np.array([sources[p.source].offsets[p.index + 1] - sources[p.source].offsets[p.index] for p in picks], dtype=np.int64)
+    src_of = np.fromiter((p.source for p in picks), np.int64, len(picks))
+    idx_of = np.fromiter((p.index for p in picks), np.int64, len(picks))
+    counts = gather_per_image([np.diff(source.offsets) for source in sources], src_of, idx_of).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(offsets[-1])
     with atomic_path(out) as tmp:
@@ -404,17 +527,12 @@ def write_store(
             f.create_dataset("images", data=names, dtype=h5py.string_dtype("utf-8"))
             f.create_dataset("orders", data=np.array([p.order for p in picks], dtype=np.int64))
             f.create_dataset(
-                "sizes", data=np.array([sources[p.source].sizes[p.index] for p in picks], dtype=np.int32).reshape(-1, 2)
+                "sizes", data=gather_per_image([s.sizes for s in sources], src_of, idx_of).astype(np.int32).reshape(-1, 2)
             )
             f.create_dataset("offsets", data=offsets)
+            f.create_dataset("file_sizes", data=gather_per_image([s.file_sizes for s in sources], src_of, idx_of).astype(np.int64))
+            f.create_dataset("file_sha256", data=gather_per_image([s.sha256s for s in sources], src_of, idx_of).astype("S64"))
             f.create_dataset("region_image", data=np.repeat(np.arange(len(picks), dtype=np.int32), counts))
             group = f.create_group("regions")
             dsets = {key: group.create_dataset(key, shape=(total, *shape), dtype=dtype) for key, (dtype, shape) in schema.items()}
-            for s, source in enumerate(sources):
-                runs = _runs(picks, s, source.offsets, offsets)
-                if not runs:
-                    continue
-                for key, dset in dsets.items():
-                    rows = source.rows(key)
-                    for s0, s1, d0 in runs:
-                        dset[d0 : d0 + (s1 - s0)] = rows[s0:s1]
+            _copy_regions(dsets, sources, src_of, idx_of, offsets)

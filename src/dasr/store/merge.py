@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from dasr.store.config import diff_configs
+from dasr.store.config import diff_configs, store_backend
 from dasr.store.errors import StoreConfigError, StoreError
 from dasr.store.files import PathLike, cleanup_tmp, parts_path
-from dasr.store.format import H5Source, Source, decode_name, same_root, select, write_store
+from dasr.store.format import H5Source, Source, encode_name, same_root, select, write_store
 from dasr.store.lock import StoreLock
 from dasr.store.reader import RegionStore
 from dasr.store.shards import parse_shard
-from dasr.store.skipped import read_skipped, write_skipped
+from dasr.store.skipped import read_skipped, read_skipped_identity, write_skipped
 
-__all__ = ["merge_stores"]
+__all__ = ["MergeSummary", "merge_store_files", "merge_stores"]
 
 
 def _missing_shards(paths: Sequence[Path], sources: Sequence[H5Source]) -> str | None:
@@ -51,8 +52,32 @@ def _missing_shards(paths: Sequence[Path], sources: Sequence[H5Source]) -> str |
     return None
 
 
+@dataclass(frozen=True)
+class MergeSummary:
+    """What :func:`merge_store_files` wrote: the store's path and its counts."""
+
+    path: Path
+    images: int
+    regions: int
+
+
 def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, allow_incomplete: bool = False) -> RegionStore:
-    """Merge finalized stores (e.g. shard outputs) into one, atomically.
+    """:func:`merge_store_files`, then the merged store loaded (all of it: for small stores).
+
+    Returns:
+      The merged store, loaded.
+
+    Raises:
+      As :func:`merge_store_files`.
+    """
+    merge_store_files(inputs, out, allow_incomplete=allow_incomplete)
+    return RegionStore.open(out)
+
+
+def merge_store_files(inputs: Sequence[PathLike], out: PathLike, *, allow_incomplete: bool = False) -> MergeSummary:
+    """Merge finalized stores (e.g. shard outputs) into one, atomically, in bounded memory.
+
+    Region rows are copied run by run; only the per-image index is held in memory.
 
     Args:
       inputs: store paths; their configurations must agree except
@@ -63,7 +88,7 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, allow_incomplete:
         n-1/n`` (a warning on stderr says what is missing) instead of refusing them.
 
     Returns:
-      The merged store, loaded.
+      A :class:`MergeSummary` (the store is not loaded).
 
     Raises:
       ValueError: no inputs.
@@ -97,6 +122,8 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, allow_incomplete:
             lines = diff_configs(first.config, source.config, labels)
             if source.feature_dtype != first.feature_dtype:
                 lines.append(f"feature_dtype: first={json.dumps(first.feature_dtype)} this={json.dumps(source.feature_dtype)}")
+            if store_backend(source.config) != store_backend(first.config):
+                lines.append(f"backend: first={json.dumps(store_backend(first.config))} this={json.dumps(store_backend(source.config))}")
             if lines:
                 raise StoreConfigError(f"{p}: configuration differs from the first input {paths[0]} ({'; '.join(lines)})")
             if not same_root(source.root, first.root):
@@ -112,13 +139,16 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, allow_incomplete:
             print(f"warning: {out}: merging an incomplete set of shard stores ({problem})", file=sys.stderr)
         config = {k: v for k, v in first.config.items() if k != "shard"}
         write_store(out, sources, picks, config, first.root, first.feature_dtype)
-        stored = {decode_name(p.key) for p in picks}
+        stored = {p.key for p in picks}  # encoded names: no second string per image
         skips: dict[str, str] = {}
+        skip_identity: dict[str, tuple[int, str]] = {}
         for p in paths:
             skips.update(read_skipped(p))
-        write_skipped(out, {k: v for k, v in skips.items() if k not in stored})
+            skip_identity.update(read_skipped_identity(p))
+        write_skipped(out, {k: v for k, v in skips.items() if encode_name(k) not in stored}, skip_identity)
+        regions = sum(int(sources[p.source].offsets[p.index + 1] - sources[p.source].offsets[p.index]) for p in picks)
     finally:
         for source in sources:
             source.close()
         lock.release()
-    return RegionStore.open(out)
+    return MergeSummary(out, len(picks), regions)

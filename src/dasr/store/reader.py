@@ -29,6 +29,9 @@ class RegionStore:
       offsets: (N+1,) int64; regions of image i are rows offsets[i]:offsets[i+1].
       region_image: (R,) int32 image index of each region.
       arrays: key -> (R, ...) region arrays; features as float32.
+      file_sizes: (N,) int64 size in bytes of each image file when extracted (-1: not recorded).
+      sha256s: (N,) S64 hex SHA-256 of each image file (b"": not recorded; stores written
+        before identity was recorded have neither).
     """
 
     def __init__(
@@ -43,6 +46,8 @@ class RegionStore:
         offsets: np.ndarray,
         region_image: np.ndarray,
         arrays: dict[str, np.ndarray],
+        file_sizes: np.ndarray | None = None,
+        sha256s: np.ndarray | None = None,
     ) -> None:
         self.path = path
         self.config = config
@@ -54,6 +59,8 @@ class RegionStore:
         self.offsets = offsets
         self.region_image = region_image
         self.arrays = arrays
+        self.file_sizes = np.full(len(images), -1, np.int64) if file_sizes is None else file_sizes
+        self.sha256s = np.zeros(len(images), "S64") if sha256s is None else sha256s
         self._index = {name: i for i, name in enumerate(images)}
 
     @classmethod
@@ -104,6 +111,8 @@ class RegionStore:
             source.offsets,
             region_image,
             arrays,
+            source.file_sizes,
+            source.sha256s,
         )
 
     def __len__(self) -> int:
@@ -125,6 +134,11 @@ class RegionStore:
         i %= n
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return {key: array[lo:hi] for key, array in self.arrays.items()}
+
+    def identity_of(self, i: int) -> tuple[int, str] | None:
+        """(file size, hex SHA-256) recorded for image ``i``, or None when not recorded."""
+        size, digest = int(self.file_sizes[i]), bytes(self.sha256s[i]).decode("ascii")
+        return (size, digest) if size >= 0 and digest else None
 
 
 def store_contents(path: PathLike) -> tuple[dict[str, Any], list[str]]:

@@ -17,20 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from dasr.io.atomic import fsync_dir, temp_sibling
+from dasr.io.atomic import disk_full_error, fsync_dir, temp_sibling
 from dasr.store import files
-from dasr.store.config import config_error, diff_configs, normalize_config
+from dasr.store.config import config_error, diff_configs, normalize_config, store_backend
 from dasr.store.errors import StoreConfigError, StoreError
 from dasr.store.files import PathLike, cleanup_tmp, parts_path
 from dasr.store.format import (FEATURE_DTYPES, FEATURE_KEY, FORMAT_NAME, FORMAT_VERSION, ChunkSource, H5Source,
                                Record, Schema, Source, chunk_files, chunk_number, decode_name, one_line,
                                same_root, schema_text, select, write_chunk, write_store)
 from dasr.store.lock import StoreLock
-from dasr.store.skipped import clean_reason, read_skipped, write_skipped
+from dasr.store.skipped import clean_reason, read_skipped, read_skipped_identity, write_skipped
 
 __all__ = ["StoreWriter"]
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _check_image_name(image: Any) -> str:
@@ -39,6 +40,18 @@ def _check_image_name(image: Any) -> str:
     if image.startswith("/") or "\x00" in image:
         raise ValueError(f"{image!r}: image must be a relative posix path without NUL")
     return image
+
+
+def _checked_identity(image: str, identity: Any) -> tuple[int, str]:
+    """(size, hex SHA-256) checked, or ValueError naming the image."""
+    try:
+        file_size, digest = identity
+    except (TypeError, ValueError):
+        file_size, digest = None, None
+    if (isinstance(file_size, bool) or not isinstance(file_size, (int, np.integer)) or file_size < 0
+            or not isinstance(digest, str) or not _SHA256_RE.match(digest)):
+        raise ValueError(f"{image}: identity must be (size >= 0, 64 hex digits), got {identity!r}")
+    return int(file_size), digest
 
 
 def _stored_dtype(key: str, dtype: np.dtype, feature_dtype: str) -> np.dtype:
@@ -113,6 +126,8 @@ class StoreWriter:
       config: the stored configuration (the requested one for a new store).
       root: image root directory written to the store.
       done: images already stored (earlier runs, flushed chunks and this session).
+      identity: image -> (file size, hex SHA-256) recorded for the images of ``done`` (those
+        stored by an older dasr without them are absent).
     """
 
     def __init__(
@@ -152,8 +167,10 @@ class StoreWriter:
         self.feature_dtype = feature_dtype
         self.chunk_images = chunk_images
         self.done: set[str] = set()
+        self.identity: dict[str, tuple[int, str]] = {}
         self._records: list[Record] = []
         self._skips: dict[str, str] = {}
+        self._skip_identity: dict[str, tuple[int, str]] = {}
         self._schema: Schema | None = None
         self._closed = False
         self._requested = requested
@@ -178,6 +195,12 @@ class StoreWriter:
             lines.append(f"feature_dtype: stored={json.dumps(feature_dtype)} requested={json.dumps(self.feature_dtype)}")
         if lines:
             raise config_error(where, lines, "use another output path or the original settings")
+        if store_backend(stored) != store_backend(self._requested):
+            # Searchable from either backend, but one store holds one backend's regions.
+            raise StoreConfigError(
+                f"{where}: made with the {store_backend(stored)} Keras backend, this run uses "
+                f"{store_backend(self._requested)}; resume with --backend {store_backend(stored)} or use another output path"
+            )
         if not same_root(root, self.root):
             # Image names alone would match another folder's files of the same names.
             raise StoreConfigError(
@@ -193,18 +216,26 @@ class StoreWriter:
                 self._check_stored(final.config, final.feature_dtype, final.root, self.path)
                 self.root = os.path.abspath(final.root)  # the same folder: keep how it was named
                 self.done.update(final.images)
+                self._note_identity(final)
                 if final.images:
                     self._schema = dict(final.schema)
                 config = final.config  # volatile keys (creation time) keep their first value
             finally:
                 final.close()
         meta_path = self.parts / "config.json"
+        if self.parts.exists() and not self.parts.is_dir():
+            raise StoreError(f"{self.parts}: not a DASR parts folder (a file of that name is in the way); "
+                             "move it away or use another output path")
         if self.parts.is_dir():
             try:
                 meta = json.loads(meta_path.read_text("utf-8"))
+                if not isinstance(meta, dict):
+                    raise ValueError("config.json is not a JSON object")
                 if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
                     raise ValueError(f"format {meta.get('format')!r} version {meta.get('format_version')!r}")
                 stored, stored_fd, stored_root = meta["config"], meta["feature_dtype"], meta["root"]
+                if not isinstance(stored, dict) or not isinstance(stored_fd, str) or not isinstance(stored_root, str):
+                    raise ValueError("config, feature_dtype or root of the wrong type")
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(f"{self.parts}: not a DASR parts folder ({one_line(exc)})") from None
             self._check_stored(stored, stored_fd, stored_root, meta_path)
@@ -220,8 +251,8 @@ class StoreWriter:
             "feature_dtype": self.feature_dtype,
         }
         tmp = temp_sibling(self.parts)
-        tmp.mkdir()
         try:
+            tmp.mkdir()
             text = json.dumps(meta, indent=1, sort_keys=True).encode("utf-8")
             with open(tmp / "config.json", "xb") as handle:
                 handle.write(text)
@@ -229,9 +260,12 @@ class StoreWriter:
                 os.fsync(handle.fileno())
             fsync_dir(tmp)
             os.rename(tmp, self.parts)
-        except BaseException:
+        except BaseException as exc:
             files.remove(tmp)
-            raise
+            full = disk_full_error(self.parts, exc)
+            if full is None:
+                raise
+            raise full from None
         fsync_dir(self.parts.parent)
         return config
 
@@ -242,14 +276,21 @@ class StoreWriter:
         for chunk in chunks:
             source = ChunkSource(chunk)
             self.done.update(source.images)
+            self._note_identity(source)
             if self._schema is None and source.images:
                 self._schema = dict(source.schema)
+
+    def _note_identity(self, source: Source) -> None:
+        for image, size, digest in zip(source.images, source.file_sizes, source.sha256s):
+            if size >= 0 and digest:
+                self.identity.setdefault(image, (int(size), digest.decode("ascii")))
 
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError(f"{self.path}: writer is closed")
 
-    def add(self, image: str, order: int, size: tuple[int, int], regions: Mapping[str, Any]) -> None:
+    def add(self, image: str, order: int, size: tuple[int, int], regions: Mapping[str, Any],
+            identity: tuple[int, str] | None = None) -> None:
         """Add the regions of one completed image.
 
         Args:
@@ -260,6 +301,7 @@ class StoreWriter:
             boxes (n, 4), scores (n,), features (n, D). Every image must give the
             same keys and trailing shapes. 'features' is stored as feature_dtype,
             float64 arrays as float32, others as given.
+          identity: (size in bytes, hex SHA-256) of the image file, or None (not recorded).
 
         Raises:
           ValueError: the image is already stored, or the arguments are invalid
@@ -277,16 +319,20 @@ class StoreWriter:
             raise ValueError(f"{image}: size must be (width, height), got {size!r}") from None
         if width <= 0 or height <= 0:
             raise ValueError(f"{image}: size must be positive (width, height), got {size!r}")
+        file_size, digest = _checked_identity(image, identity) if identity is not None else (-1, "")
         count, arrays, schema = _check_regions(image, regions, self._schema, self.feature_dtype)
         if self._schema is None:
             self._schema = schema
-        self._records.append(Record(image, int(order), (width, height), count, arrays))
+        self._records.append(Record(image, int(order), (width, height), count, arrays, int(file_size), digest))
+        if identity is not None:
+            self.identity[image] = (int(file_size), digest)
         self.done.add(image)
         self._skips.pop(image, None)
+        self._skip_identity.pop(image, None)
         if len(self._records) + len(self._skips) >= self.chunk_images:
             self.flush()
 
-    def skip(self, image: str, reason: str) -> None:
+    def skip(self, image: str, reason: str, identity: tuple[int, str] | None = None) -> None:
         """Record an image that could not be processed.
 
         Skipped images go to ``<path>.skipped.tsv`` at close and are not in
@@ -295,6 +341,7 @@ class StoreWriter:
         Args:
           image: path relative to root.
           reason: short explanation; whitespace is collapsed to keep one line.
+          identity: (size in bytes, hex SHA-256) of the skipped file when it could be read.
 
         Raises:
           ValueError: the image is already stored, or its name contains a tab or newline.
@@ -306,6 +353,8 @@ class StoreWriter:
         if any(c in image for c in "\t\n\r"):
             raise ValueError(f"{image!r}: a skipped image name cannot contain a tab or newline")
         self._skips[image] = clean_reason(reason)
+        if identity is not None:
+            self._skip_identity[image] = _checked_identity(image, identity)
         if len(self._records) + len(self._skips) >= self.chunk_images:
             self.flush()
 
@@ -315,16 +364,18 @@ class StoreWriter:
         if not self._records and not self._skips:
             return
         chunk = self.parts / f"chunk-{self._next_chunk:06d}.npz"
-        write_chunk(chunk, self._records, self._skips, self._schema)
+        write_chunk(chunk, self._records, self._skips, self._schema,
+                    {k: v for k, v in self._skip_identity.items() if k in self._skips})
         # Cleared only once the chunk is in place: an interrupted write keeps the
         # buffer for abort(); a record written twice is deduplicated at close.
         self._next_chunk += 1
-        self._records, self._skips = [], {}
+        self._records, self._skips, self._skip_identity = [], {}, {}
 
     def _finalize(self) -> None:
         chunks = [ChunkSource(p) for p in chunk_files(self.parts)]
         sources: list[Source] = []
         skips = read_skipped(self.path)
+        skip_identity = read_skipped_identity(self.path)
         final = H5Source(self.path) if self.path.exists() else None
         try:
             if final is not None:
@@ -339,7 +390,8 @@ class StoreWriter:
                 final.close()
         for chunk in chunks:
             skips.update(chunk.skips)
-        write_skipped(self.path, {k: v for k, v in skips.items() if k not in stored})
+            skip_identity.update(chunk.skip_identity)
+        write_skipped(self.path, {k: v for k, v in skips.items() if k not in stored}, skip_identity)
         files.remove_parts(self.path)
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ One module per family: :mod:`~dasr.eval.datasets.instance_track`,
 the registry.
 
 Registry names: ``instance-track``, ``paris-landmarks``, ``instance-160``, ``instance-335``,
-``instre``, ``holidays``, ``oxford5k``, ``paris6k``, ``roxford5k``, ``rparis6k``.
+``instre``, ``holidays``, ``oxford5k``, ``paris6k``, ``paris6k-subset`` (the official Paris6k lists on
+the shared paris-landmarks images), ``roxford5k``, ``rparis6k``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dasr.eval.datasets.holidays import load_holidays
 from dasr.eval.datasets.instance_gt import load_instance_160, load_instance_335
 from dasr.eval.datasets.instance_track import load_instance_track
 from dasr.eval.datasets.instre import load_instre
-from dasr.eval.datasets.oxford_paris import load_oxford5k, load_paris6k
+from dasr.eval.datasets.oxford_paris import load_oxford5k, load_paris6k, load_paris6k_subset
 from dasr.eval.datasets.paris_landmarks import load_paris_landmarks
 from dasr.eval.datasets.revisitop import (REVISITED_BENCHMARKS, REVISITOP_PROTOCOL_RULES, REVISITOP_PROTOCOLS,
                                           load_roxford5k, load_rparis6k)
@@ -45,7 +46,7 @@ from dasr.eval.datasets.revisitop import (REVISITED_BENCHMARKS, REVISITOP_PROTOC
 __all__ = ["AP_PROTOCOLS", "BENCHMARKS", "Benchmark", "Box", "DatasetMissingError", "Query", "REVISITED_BENCHMARKS",
            "REVISITOP_PROTOCOLS", "REVISITOP_PROTOCOL_RULES", "default_root", "load_benchmark", "load_holidays",
            "load_instance_160", "load_instance_335", "load_instance_track", "load_instre", "load_oxford5k",
-           "load_paris6k", "load_paris_landmarks", "load_roxford5k", "load_rparis6k"]
+           "load_paris6k", "load_paris6k_subset", "load_paris_landmarks", "load_roxford5k", "load_rparis6k"]
 
 BENCHMARKS: dict[str, Callable[..., Benchmark]] = {
     "instance-track": load_instance_track,
@@ -56,6 +57,7 @@ BENCHMARKS: dict[str, Callable[..., Benchmark]] = {
     "holidays": load_holidays,
     "oxford5k": load_oxford5k,
     "paris6k": load_paris6k,
+    "paris6k-subset": load_paris6k_subset,
     "roxford5k": load_roxford5k,
     "rparis6k": load_rparis6k,
 }

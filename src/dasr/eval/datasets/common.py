@@ -167,6 +167,8 @@ DATASET_INFO: dict[str, dict[str, str]] = {
 
 # Data that lives in the project's shared folder rather than under $DASR_DATA.
 SHARED_DATASETS = ("instance-track", "paris-landmarks")
+# Benchmarks made of a shared dataset's images: the folder they are loaded from by default.
+SHARED_FOLDER = {"paris6k-subset": "paris-landmarks"}
 
 
 def default_root(name: str, start: str | Path | None = None) -> Path:
@@ -175,7 +177,8 @@ def default_root(name: str, start: str | Path | None = None) -> Path:
     ``instance-track`` and ``paris-landmarks`` live in the project's shared folder: the current
     working directory (or ``start``) and each of its parents are searched for
     ``shared/data/<name>`` (so both ``<repo>/shared/data/<name>`` and the sibling checkout
-    layout ``<repo>/../shared/data/<name>`` are found). Every other dataset, and these two
+    layout ``<repo>/../shared/data/<name>`` are found); ``paris6k-subset`` is loaded from the
+    shared ``paris-landmarks`` folder (:data:`SHARED_FOLDER`). Every other dataset, and these
     when no shared folder is found, defaults to ``$DASR_DATA/<name>`` with ``DASR_DATA``
     defaulting to ``~/dasr-data``.
 
@@ -186,10 +189,11 @@ def default_root(name: str, start: str | Path | None = None) -> Path:
     Returns:
         The folder (it may not exist; the loader reports that).
     """
-    if name in SHARED_DATASETS:
+    folder_name = SHARED_FOLDER.get(name, name)
+    if folder_name in SHARED_DATASETS:
         here = Path(start if start is not None else Path.cwd()).resolve()
         for folder in (here, *here.parents):
-            candidate = folder / "shared" / "data" / name
+            candidate = folder / "shared" / "data" / folder_name
             if candidate.is_dir():
                 return candidate
     return Path(os.environ.get("DASR_DATA", "~/dasr-data")).expanduser() / name
