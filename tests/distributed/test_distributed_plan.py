@@ -99,6 +99,10 @@ def test_a_changed_config_or_shard_size_is_refused_naming_each_difference():
         check_plan(stored, make_plan(NAMES, 5, config()), plan_path("o.h5"))
     with pytest.raises(PlanMismatchError, match='root: stored="/data/a" requested="/data/b"'):
         check_plan(stored, make_plan(NAMES, 6, config(root="/data/b")), plan_path("o.h5"))
+    # The backend is volatile for searching, not for one store's shards.
+    other_backend = {**config(), "backend": "jax"}
+    with pytest.raises(PlanMismatchError, match='backend: stored="tensorflow" requested="jax"'):
+        check_plan(stored, make_plan(NAMES, 6, other_backend), plan_path("o.h5"))
 
 
 def test_pending_shards_are_those_without_a_finished_store(tmp_path):

@@ -49,3 +49,12 @@ def test_normalize_config():
         normalize_config({1: 2})
     with pytest.raises(ValueError):
         normalize_config({"x": float("nan")})
+
+
+def test_sharing_differences_add_the_backend_to_the_config_differences():
+    from dasr.store.config import sharing_differences
+
+    base = {"method": "dasr", "tau": 0.1}
+    assert sharing_differences(base, {**base, "backend": "tensorflow"}) == []  # unrecorded = tensorflow
+    assert sharing_differences({**base, "backend": "jax"}, {**base, "tau": 0.2}, ("first", "this")) == [
+        "tau: first=0.1 this=0.2", 'backend: first="jax" this="tensorflow"']

@@ -32,7 +32,7 @@ from typing import Any
 from dasr.errors import InputError, UserError
 from dasr.features.spec import ExtractorSpec
 from dasr.io.atomic import atomic_write_bytes
-from dasr.store.config import diff_configs, normalize_config
+from dasr.store.config import normalize_config, sharing_differences
 from dasr.store.files import parts_path
 from dasr.store.format import encode_name
 
@@ -194,7 +194,7 @@ def check_plan(stored: ShardPlan, requested: ShardPlan, where: Path) -> None:
                      f"requested {requested.images} images (sha256 {requested.list_hash[:12]})")
     if stored.shard_size != requested.shard_size:
         lines.append(f"shard_size: stored={stored.shard_size} requested={requested.shard_size}")
-    lines += diff_configs(stored.config, requested.config)
+    lines += sharing_differences(stored.config, requested.config)
     if lines:
         raise PlanMismatchError(f"{where}: this run differs from the planned one ({'; '.join(lines)}); "
                                 "rerun it as planned, or choose another --out")

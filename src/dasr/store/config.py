@@ -27,6 +27,7 @@ __all__ = [
     "diff_configs",
     "format_differences",
     "normalize_config",
+    "sharing_differences",
     "store_backend",
 ]
 
@@ -169,3 +170,23 @@ def diff_configs(
 def config_error(path: Path, lines: list[str], hint: str) -> StoreConfigError:
     """The error for a store at ``path`` whose configuration differs by ``lines``."""
     return StoreConfigError(f"{path}: configuration differs from the stored one ({'; '.join(lines)}); {hint}")
+
+
+def sharing_differences(
+    a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str, str] = ("stored", "requested")
+) -> list[str]:
+    """:func:`diff_configs`, plus the backend: what must agree for two runs' regions to share a store.
+
+    The backend is volatile for searching (either backend searches either store) but not for a
+    merge or a sharded run, whose output would hold two backends' regions.
+
+    Returns:
+      The lines of :func:`diff_configs`, then ``backend: <label0>=... <label1>=...`` when the
+      backends differ (a missing key reads as :data:`DEFAULT_BACKEND`).
+    """
+    lines = diff_configs(a, b, labels)
+    if store_backend(a) != store_backend(b):
+        lines.append(f"{BACKEND_KEY}: {labels[0]}={json.dumps(store_backend(a))} "
+                     f"{labels[1]}={json.dumps(store_backend(b))}")
+    return lines
+

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dasr.store.config import diff_configs, store_backend
+from dasr.store.config import sharing_differences
 from dasr.store.errors import StoreConfigError, StoreError
 from dasr.store.files import PathLike, cleanup_tmp, parts_path
 from dasr.store.format import H5Source, Source, encode_name, same_root, select, write_store
@@ -119,11 +119,9 @@ def merge_store_files(inputs: Sequence[PathLike], out: PathLike, *, allow_incomp
         for p, source in zip(paths[1:], sources[1:]):
             assert isinstance(source, H5Source)
             labels = ("first", "this")
-            lines = diff_configs(first.config, source.config, labels)
+            lines = sharing_differences(first.config, source.config, labels)
             if source.feature_dtype != first.feature_dtype:
                 lines.append(f"feature_dtype: first={json.dumps(first.feature_dtype)} this={json.dumps(source.feature_dtype)}")
-            if store_backend(source.config) != store_backend(first.config):
-                lines.append(f"backend: first={json.dumps(store_backend(first.config))} this={json.dumps(store_backend(source.config))}")
             if lines:
                 raise StoreConfigError(f"{p}: configuration differs from the first input {paths[0]} ({'; '.join(lines)})")
             if not same_root(source.root, first.root):
