@@ -1,15 +1,22 @@
 """Region search at the paper's scale, by simulation (issue 14, part B).
 
-Queries and true neighbours are REAL: the DASR* region features of instance-track (the store of
-the 65-image 1-in-12 database and its 28 query features).  The database is those 1219 real
-regions plus N synthetic distractor regions drawn from a diagonal Gaussian mixture fitted to the
-real regions in a PCA-reduced space, written chunk by chunk to disk as float16.  Distractor
-regions are grouped into images of 19 regions (the real store's mean is 18.8), never relevant.
+Queries and true neighbours are REAL: the DASR* region features of two shared collections, each
+from its finished store (found under ``--stores``, or named):
 
-The search space: l2-normalised raw features (the table-1 run's ``pca=none``: no whitening
-collection has been extracted), centred and projected on their first ``--dim`` principal
-components (fitted on the 1219 real regions), l2-normalised again.  Everything (real regions,
-queries, distractors) lives in that space.
+* instance-track (the 1-in-``--subsample`` database and its 28 query features): its queries give
+  recall@100 and the Fig. 8 curve, mAP@50 with the distractors;
+* paris-landmarks (the 1-in-``--paris-subsample`` database and its 24 whole-image queries): more
+  real regions in the database and more queries for recall@100 (Paris images are never relevant
+  to an instance-track query, nor the other way round).
+
+The database is those real regions plus N synthetic distractor regions drawn from a diagonal
+Gaussian mixture fitted to ALL the real regions in a PCA-reduced space, written chunk by chunk
+to disk as float16.  Distractor regions are grouped into images of 19 regions (the
+instance-track store's mean is 18.8), never relevant.
+
+The search space: l2-normalised raw features (the table-1 run's ``pca=none``), centred and
+projected on their first ``--dim`` principal components (fitted on the real regions),
+l2-normalised again.  Everything (real regions, queries, distractors) lives in that space.
 
 Per N: build the compressed index (:func:`dasr.search.region_index.build_from_rows`, chunked
 from disk), its bytes per region (serialized, and RSS growth when loaded), query latency (batch
@@ -21,8 +28,10 @@ and mAP@50 of instance-track with the distractors (exact and indexed: the Fig. 8
 Results merge into ``--out``/results.json (one entry per N), results.md and fig8.png.
 Exit code 1 only on a broken pipeline (never on timing or a missed target).
 
+  make reproduce-table1 BENCH=instance-track SETS="--set subsample=12 --set pca=none"   # the stores
+  dasr evaluate --benchmark paris-landmarks --method dasr-star --subsample 10 --pca none
   python benchmarks/search_scale.py --sizes 50000            # development size
-  nice -n 10 python benchmarks/search_scale.py --sizes 7014819 --work /work/scale-work
+  nice -n 10 python benchmarks/search_scale.py --sizes 1000000,7014819 --work /work/scale-work
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -41,6 +51,7 @@ import numpy as np
 from sklearn.mixture import GaussianMixture
 
 from dasr.eval.datasets import load_benchmark
+from dasr.eval.datasets.common import Benchmark
 from dasr.eval.instance import subsample_database
 from dasr.eval.scoring import score_query
 from dasr.search.ann import plan_index
@@ -89,27 +100,71 @@ def l2(x: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- real data
-def load_real(store_dir: Path, data: Path, subsample: int):
+@dataclass
+class RealSet:
+    """One collection's real DASR* data: its store, raw query features and benchmark.
+
+    Attributes:
+      bench: the subsampled benchmark.
+      store: its DASR* database store.
+      queries: (q, C) raw query features (the evaluation's ``queries.npz``).
+      to_bench: store image -> benchmark database index.
+      first_image: index of the store's first image among all real images of the run.
+    """
+
+    bench: Benchmark
+    store: RegionStore
+    queries: np.ndarray
+    to_bench: np.ndarray
+    first_image: int = 0
+
+
+def find_store(stores: Path, bench: Benchmark, given: str) -> Path:
+    """The DASR* store folder of ``bench``'s database: ``given``, or the one under ``stores/<bench>/``.
+
+    Raises:
+      SystemExit: none or several stores hold exactly these images (names them and how to make one).
+    """
+    if given:
+        return Path(given)
+    found = []
+    for db in sorted((stores / bench.name).glob("dasr-star-*/database.h5")):
+        store = RegionStore.open(db)
+        if store.config["method"] == "dasr-star" and sorted(store.images) == sorted(bench.database):
+            found.append(db.parent)
+    if len(found) != 1:
+        raise SystemExit(f"{stores / bench.name}: {len(found)} DASR* stores of the {len(bench.database)}-image "
+                         f"database ({', '.join(map(str, found)) or 'none'}); make one with `dasr evaluate "
+                         f"--benchmark {bench.name} --method dasr-star --pca none --subsample N`, or name it")
+    return found[0]
+
+
+def load_real(name: str, data: str, subsample: int, stores: Path, given: str) -> RealSet:
+    bench = subsample_database(load_benchmark(name, data or None), subsample)
+    store_dir = find_store(stores, bench, given)
     store = RegionStore.open(store_dir / "database.h5")
     q = np.load(store_dir / "queries.npz", allow_pickle=False)
-    bench = subsample_database(load_benchmark("instance-track", data), subsample)
     if list(q["names"]) != [x.name for x in bench.queries]:
-        raise SystemExit("queries.npz does not hold the benchmark's queries in order")
-    position = {name: i for i, name in enumerate(bench.database)}
+        raise SystemExit(f"{store_dir}/queries.npz does not hold the benchmark's queries in order")
+    position = {image: i for i, image in enumerate(bench.database)}
     to_bench = np.array([position.get(n, -1) for n in store.images], np.int64)
     if (to_bench < 0).any() or len(set(to_bench.tolist())) != len(bench.database):
         raise SystemExit(f"{store.path}: its images are not the benchmark's {len(bench.database)} database images")
-    return store, q["features"].astype(np.float32), bench, to_bench
+    log(f"{name}: {store.path} ({len(store)} images, {len(store.region_image)} regions, {len(bench.queries)} queries)")
+    return RealSet(bench, store, q["features"].astype(np.float32), to_bench)
 
 
-def map_at(bench, rankings_orders, to_bench, k: int = 50) -> float:
-    """mAP@k (truncated, the table-1 definition): real store images -> benchmark indices, distractors never relevant."""
+def map_at(real: RealSet, rankings_orders, k: int = 50) -> float:
+    """mAP@k (truncated, the table-1 definition) of ``real``'s queries, whose rankings come first in
+    ``rankings_orders``: the run's image indices -> ``real``'s benchmark indices; images of the other
+    collection and distractors are never relevant."""
     aps = []
-    for qi, order in enumerate(rankings_orders):
+    n_db, lo, hi = len(real.bench.database), real.first_image, real.first_image + len(real.to_bench)
+    for qi, order in enumerate(rankings_orders[:len(real.bench.queries)]):
         order = np.asarray(order, np.int64)
-        mapped = np.where(order < len(to_bench), to_bench[np.minimum(order, len(to_bench) - 1)],
-                          len(bench.database) + order)
-        aps.append(score_query(bench, qi, mapped, None, ks=(k,)).ap[f"ap@{k}/truncated"])
+        own = (order >= lo) & (order < hi)
+        mapped = np.where(own, real.to_bench[np.clip(order - lo, 0, len(real.to_bench) - 1)], n_db + order)
+        aps.append(score_query(real.bench, qi, mapped, None, ks=(k,)).ap[f"ap@{k}/truncated"])
     return float(np.mean(aps))
 
 
@@ -204,7 +259,7 @@ def prefix_offsets(offsets: np.ndarray, rows: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- one size
-def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets, g, bench, to_bench) -> dict:
+def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets, g, sets: list[RealSet]) -> dict:
     work = Path(args.work)
     path = work / f"db-d{args.dim}-k{args.components}-s{args.seed}-n{n}.npy"
     t = time.time()
@@ -267,12 +322,12 @@ def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets
     ex_ids, ex_scores = top_regions(queries, db.mm, 100)
     ex_rank = rank_images(queries, db.mm, offsets, None, top=100)
     exact_s = time.time() - t
-    exact_map = map_at(bench, [r.order for r in ex_rank], to_bench)
+    exact_map = map_at(sets[0], [r.order for r in ex_rank])
     curve = {}
     for p in args.curve:
         if 0 < p < n:
             rk = rank_images(queries, db.mm[:len(real_y) + p], prefix_offsets(offsets, len(real_y) + p), None, top=100)
-            curve[str(p)] = map_at(bench, [r.order for r in rk], to_bench)
+            curve[str(p)] = map_at(sets[0], [r.order for r in rk])
     log(f"N={n:,}: exact search {exact_s:.0f} s, mAP@50 {exact_map:.3f}")
 
     # --- self-check: the exact top regions as candidates give the exact image ranking
@@ -297,11 +352,13 @@ def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets
             orders.append(ranking.order)
             ids.append(rerank(q, cand, db.rows, 100)[0][0])
     ids = np.stack(ids)
-    hits = [len(set(a[a >= 0].tolist()) & set(e.tolist())) for a, e in zip(ids, ex_ids)]
-    recall = float(np.mean(hits) / 100)
+    hits = np.array([len(set(a[a >= 0].tolist()) & set(e.tolist())) for a, e in zip(ids, ex_ids)]) / 100
+    recall = float(np.mean(hits))
+    first = np.cumsum([0] + [len(r.bench.queries) for r in sets])
+    recall_by = {r.bench.name: round(float(np.mean(hits[a:b])), 4) for r, a, b in zip(sets, first[:-1], first[1:])}
     if not 0.5 <= recall <= 1.0:
         raise SystemExit(f"recall@100 {recall:.3f}: broken pipeline")
-    index_map = map_at(bench, orders, to_bench)
+    index_map = map_at(sets[0], orders)
     res = {
         "n_distractors": n, "regions": total, "images": len(offsets) - 1, "factory": plan.factory,
         "nlist": plan.nlist, "nprobe": plan.nprobe, "m": plan.m, "train_size": plan.train_size,
@@ -315,7 +372,7 @@ def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets
         "latency_ms_median": round(float(np.median(lat)), 2), "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
         "faiss_ms_median": round(float(np.median(lat_faiss)), 2), "faiss_ms_p95": round(float(np.percentile(lat_faiss, 95)), 2),
         "query_threads": args.threads, "load_average_at_queries": [round(v, 2) for v in os.getloadavg()],
-        "recall@100": round(recall, 4),
+        "recall@100": round(recall, 4), "recall@100_by_collection": recall_by,
         "map@50_exact": round(exact_map, 4), "map@50_index": round(index_map, 4), "exact_search_s": round(exact_s, 1),
         "exact_curve_map@50": {k: round(v, 4) for k, v in curve.items()},
     }
@@ -342,8 +399,11 @@ def write_report(out: Path, report: dict) -> None:
     sizes = sorted(report["sizes"].values(), key=lambda r: r["n_distractors"])
     lines = ["# Region search at scale (simulated distractors)", "",
              f"- last command: `{s['command']}` (each row's own command is in results.json; run on {s['host_note']})",
-             f"- queries: the {s['queries']} real DASR* query features of instance-track; database: its "
-             f"{s['real_regions']} real regions ({s['real_images']} images, 1 in {s['subsample']}) + N synthetic distractors",
+             "- real data (DASR* stores): " + "; ".join(
+                 f"{c['name']}: {c['queries']} queries, {c['regions']} regions of {c['images']} images (1 in {c['subsample']})"
+                 for c in s["collections"]) + f"; database: the {s['real_regions']} real regions + N synthetic "
+             "distractors; recall@100 over every query, mAP@50 over instance-track's (Paris images are never "
+             "relevant to them)",
              f"- space: l2 raw features (no whitening), PCA to {s['dim']} dims fitted on the real regions "
              f"(variance kept {s['pca_variance_kept']:.3f}), l2; float16 on disk",
              f"- distractors: diagonal Gaussian mixture, K={s['components']}, fitted on the real regions' PCA "
@@ -394,9 +454,15 @@ def write_report(out: Path, report: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--store", default="/work/before-stores/instance-track/dasr-star-559a65fea2")
-    p.add_argument("--data", default="/work/shared/data/instance-track")
-    p.add_argument("--subsample", type=int, default=12)
+    p.add_argument("--stores", default="results/stores",
+                   help="where the evaluation keeps its stores (the DASR* stores are found there)")
+    p.add_argument("--store", default="", help="the instance-track DASR* store folder (default: found in --stores)")
+    p.add_argument("--data", default="", help="the instance-track folder (default: the loader's)")
+    p.add_argument("--subsample", type=int, default=12, help="instance-track: every n-th database image")
+    p.add_argument("--paris-store", default="", help="the paris-landmarks DASR* store folder (default: found)")
+    p.add_argument("--paris-data", default="", help="the paris-landmarks folder (default: the loader's)")
+    p.add_argument("--paris-subsample", type=int, default=10,
+                   help="paris-landmarks: every n-th database image (0: instance-track alone)")
     p.add_argument("--sizes", default="50000", help="comma-separated distractor counts")
     p.add_argument("--work", default="/work/scale-work", help="where the float16 databases and indexes go (large)")
     p.add_argument("--out", default="reports/search-scale")
@@ -421,22 +487,37 @@ def main(argv=None) -> int:
     args.curve = [int(v) for v in args.curve.split(",") if v]
     Path(args.work).mkdir(parents=True, exist_ok=True)
 
-    store, raw_q, bench, to_bench = load_real(Path(args.store), Path(args.data), args.subsample)
-    x = l2(store.arrays["features"].astype(np.float32))
-    q_full = l2(raw_q)
-    full_map = map_at(bench, [r.order for r in rank_images(q_full, x, store.offsets, None, top=100)], to_bench)
+    stores = Path(args.stores)
+    sets = [load_real("instance-track", args.data, args.subsample, stores, args.store)]
+    if args.paris_subsample:
+        paris = load_real("paris-landmarks", args.paris_data, args.paris_subsample, stores, args.paris_store)
+        paris.first_image = len(sets[0].store)  # its images follow instance-track's
+        sets.append(paris)
+    x = l2(np.concatenate([r.store.arrays["features"].astype(np.float32) for r in sets]))
+    parts, rows = [np.zeros(1, np.int64)], 0
+    for r in sets:  # the collections' images one after the other, then the distractors
+        parts.append(r.store.offsets[1:] + rows)
+        rows += int(r.store.offsets[-1])
+    offsets = np.concatenate(parts)
+    owner = np.concatenate([r.store.region_image + r.first_image for r in sets])
+    q_full = l2(np.concatenate([r.queries for r in sets]))
+    full_map = map_at(sets[0], [r.order for r in rank_images(q_full, x, offsets, None, top=100)])
     mean, proj, kept = fit_space(x, args.dim)
     y_raw = (x - mean) @ proj
     real_y, queries = l2(y_raw), l2((q_full - mean) @ proj)
-    pca_map = map_at(bench, [r.order for r in rank_images(queries, real_y, store.offsets, None, top=100)], to_bench)
-    log(f"real: {len(x)} regions, {len(queries)} queries; mAP@50 full {full_map:.4f}, {args.dim}-d {pca_map:.4f} "
-        f"(variance kept {kept:.3f})")
-    g, fit = fit_mixture(y_raw, store.region_image, args.components, args.seed)
+    pca_map = map_at(sets[0], [r.order for r in rank_images(queries, real_y, offsets, None, top=100)])
+    log(f"real: {len(x)} regions, {len(queries)} queries; instance-track mAP@50 full {full_map:.4f}, "
+        f"{args.dim}-d {pca_map:.4f} (variance kept {kept:.3f})")
+    g, fit = fit_mixture(y_raw, owner, args.components, args.seed)
     synth = sample_chunk(g, len(real_y), args.seed + 1000, 0)
     # The distractors stand for regions of images without the instance: compare them with the real
-    # regions of each query's NON-relevant images.
-    neg_best = [float((real_y[~np.isin(to_bench[store.region_image], qq.positives)] @ queries[i]).max())
-                for i, qq in enumerate(bench.queries)]
+    # regions of each query's NON-relevant images (of either collection).
+    neg_best = []
+    for r in sets:
+        for qq in r.bench.queries:
+            positive_images = r.first_image + np.flatnonzero(np.isin(r.to_bench, qq.positives))
+            neg_best.append(real_y[~np.isin(owner, positive_images)])
+    neg_best = [float((neg @ queries[i]).max()) for i, neg in enumerate(neg_best)]
     sim = {"query_best_real_mean": float((queries @ real_y.T).max(1).mean()),
            "query_best_real_negative_mean": float(np.mean(neg_best)),
            "query_best_synthetic_mean": float((queries @ synth.T).max(1).mean()),
@@ -447,12 +528,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     setup = {"command": "python benchmarks/search_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
              "host_note": "2 shared CPU cores, faiss-cpu " + faiss.__version__,
-             "queries": len(queries), "real_regions": len(x), "real_images": len(store), "subsample": args.subsample,
+             "queries": len(queries), "real_regions": len(x), "real_images": len(offsets) - 1,
+             "collections": [{"name": r.bench.name, "store": os.fspath(r.store.path), "images": len(r.store),
+                              "regions": int(r.store.offsets[-1]), "queries": len(r.bench.queries),
+                              "subsample": sub} for r, sub in zip(sets, (args.subsample, args.paris_subsample))],
              "dim": args.dim, "components": args.components, "pca_variance_kept": kept, "fit": fit, "similarity": sim,
              "map@50_full_space": full_map, "map@50_pca_space": pca_map, "seed": args.seed}
     if args.report_only:
         report = json.loads((out / "results.json").read_text())
-        if any(report["setup"].get(k) != setup[k] for k in ("dim", "components", "seed", "real_regions", "fit")):
+        if any(report["setup"].get(k) != setup[k] for k in ("dim", "components", "seed", "real_regions", "fit", "collections")):
             raise SystemExit(f"{out}/results.json was made with another model; run the sizes again")
         write_report(out, {**report, "setup": {**setup, "command": report["setup"]["command"]}})
         log(f"re-rendered {out}/results.md and fig8.png")
@@ -460,12 +544,12 @@ def main(argv=None) -> int:
     results = out / "results.json"
     args.previous = json.loads(results.read_text())["sizes"] if results.is_file() else {}
     for n in [int(v) for v in args.sizes.split(",")]:
-        res = run_size(n, args, real_y, queries, store.offsets, g, bench, to_bench)
+        res = run_size(n, args, real_y, queries, offsets, g, sets)
         res["command"] = setup["command"]
         # Re-read just before writing: another size may have finished meanwhile (runs in parallel).
         report = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {"sizes": {}}
         old = report.get("setup", {})
-        if old and any(old.get(k) != setup[k] for k in ("dim", "components", "seed", "real_regions", "fit")):
+        if old and any(old.get(k) != setup[k] for k in ("dim", "components", "seed", "real_regions", "fit", "collections")):
             report["sizes"] = {}  # another model: earlier sizes are not comparable
         report["setup"] = setup
         report["sizes"][f"{n}/c{args.candidates}/p{args.nprobe}" if args.reuse_index else str(n)] = res
