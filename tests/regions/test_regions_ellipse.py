@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from dasr.regions import ellipses_from_maps
 
@@ -65,3 +66,10 @@ def test_coarse_maps_use_cell_size():
     boxes, _, _ = ellipses_from_maps(m, cell=8)
     centre = ((boxes[0, 0] + boxes[0, 2]) / 2, (boxes[0, 1] + boxes[0, 3]) / 2)
     np.testing.assert_allclose(centre, (20.0, 12.0))
+
+
+@pytest.mark.parametrize("rule", ["paper", "authors"])
+def test_no_seeds_give_no_regions(rule):
+    """An image without seeds (the authors' border-free peaks on a 2x2 top map) has zero maps."""
+    boxes, ellipses, kept = ellipses_from_maps(np.zeros((0, 64, 48), np.float32), rule=rule)
+    assert boxes.shape == (0, 4) and ellipses.shape == (0, 5) and kept.shape == (0,)

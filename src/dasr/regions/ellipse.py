@@ -37,10 +37,11 @@ def ellipses_from_maps(maps: np.ndarray, tau: float = 0.1, weighted: bool = Fals
     maps = np.asarray(maps, np.float32)
     s, h, w = maps.shape
     if rule == "authors":
-        threshold = np.percentile(maps.reshape(s, -1), AUTHORS_PERCENTILE, axis=1)
+        # reshape(s, h * w), not (s, -1): an image without seeds has s = 0, where -1 is ambiguous.
+        threshold = np.percentile(maps.reshape(s, h * w), AUTHORS_PERCENTILE, axis=1)
         keep = (maps >= threshold[:, None, None]) & (maps > 0)
         return _moment_boxes(keep.astype(np.float64), keep, cell, unit_square=False)
-    peak = maps.reshape(s, -1).max(axis=1)
+    peak = maps.reshape(s, h * w).max(axis=1)
     norm = maps / np.where(peak > 0, peak, 1.0)[:, None, None]
     keep = (norm >= tau) & (peak[:, None, None] > 0)
     wts = np.where(keep, norm if weighted else 1.0, 0.0).astype(np.float64)
