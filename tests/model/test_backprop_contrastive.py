@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from backprop_reference import (CONTRASTIVE_CASES, OFFSET, backprop_maps, contrastive_reference_maps, dense,
+from backprop_reference import (CONTRASTIVE_CASES, backprop_maps, contrastive_reference_maps, dense,
                                 conv_np, rule, tiny_image, tiny_net)
 from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
 
