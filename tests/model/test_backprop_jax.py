@@ -100,3 +100,15 @@ def test_jax_contrastive_matches_tensorflow_and_reference(jax_maps, case):
     level = "relu1" if CONTRASTIVE_CASES[case].get("stop_stride") == 2 else "pixels"
     want = contrastive_reference_maps(model, image, seeds, level)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * want.max())
+
+
+def test_jax_contrastive_device_boxes_match_the_maps_boxes(jax_maps):
+    """``backprop_ellipses`` (maps and moments in one compiled JAX step) against Eq. 4 in NumPy on
+    the contrastive maps of this process's backend."""
+    from dasr.regions.ellipse import ellipses_from_maps
+
+    weights, image, seeds, _ = load_fixture()
+    here = backprop_maps(tiny_net_with_weights(weights), image, seeds, cases=("contrastive",))["contrastive"]
+    want = ellipses_from_maps(here, 0.1)[0]
+    assert np.abs(want).max() > 1
+    np.testing.assert_allclose(jax_maps["boxes_contrastive"], want, atol=1e-3)
