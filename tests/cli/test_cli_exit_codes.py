@@ -105,3 +105,14 @@ def test_whiten_never_writes_over_the_index(dasr_cli, sample_images, other_image
     text.write_text("mine")
     rc, _, stderr = dasr_cli("whiten", "--index", index, "--learn-from", other, "--out", text)
     assert rc == 2 and "not .npz" in stderr and text.read_text() == "mine"
+
+
+def test_contrastive_flag_reaches_the_extractor_spec() -> None:
+    from dasr.cli.options import spec_from_args
+    from dasr.cli.parser import build_parser
+
+    parser = build_parser()
+    on = spec_from_args(parser.parse_args(["detect", "x.jpg", "--contrastive", "--stop-stride", "16"]))
+    off = spec_from_args(parser.parse_args(["detect", "x.jpg"]))
+    assert (on.region.contrastive, on.region.stop_stride) == (True, 16)
+    assert off.region.contrastive is False

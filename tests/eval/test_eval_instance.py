@@ -44,6 +44,8 @@ def test_table():
     assert "| dasr | 512 | 0.500 | 0.100 | 0.400 | 3.0 |" in format_table([with_miou], ks=())
     with_miou.config = {"rule": "authors"}
     assert "| dasr (authors' rule) | 512 |" in format_table([with_miou], ks=())
+    with_miou.config = {"contrastive": True}
+    assert "| dasr (contrastive) | 512 |" in format_table([with_miou], ks=())
 
 
 def test_subsample_and_alignment_with_a_store(tmp_path):

@@ -68,7 +68,8 @@ def test_rules_apply_to_dasr_and_dasr_star_only():
     cfg = load_config(EXPERIMENTS / "fidelity.toml")
     cells = build_cells(cfg)
     assert [(c.label, c.rule) for c in cells] == [
-        ("dasr-star", "paper"), ("dasr-star authors", "authors"), ("dasr", "paper"), ("dasr authors", "authors"),
+        ("dasr-star", "paper"), ("dasr-star contrastive", "paper"), ("dasr-star stop16", "paper"),
+        ("dasr-star authors", "authors"), ("dasr", "paper"), ("dasr authors", "authors"),
         ("fixed-box", "paper"), ("gap", "paper"), ("mac", "paper"), ("rmac", "paper"), ("crow", "paper")]
     by_label = {c.label: c for c in cells}
     assert cell_spec(cfg, by_label["dasr authors"]).region.rule == "authors"
@@ -86,3 +87,33 @@ def test_rules_apply_to_dasr_and_dasr_star_only():
         build_cells(_cfg(rules=["guess"]))
     with pytest.raises(ValueError, match="rules must be"):
         apply_overrides(cfg, ["rules=3"])
+
+
+def test_variants_sit_beside_their_paper_rule_cells_and_keep_the_others_unchanged():
+    cfg = load_config(EXPERIMENTS / "fidelity.toml")
+    cells = build_cells(cfg)
+    labels = [c.label for c in cells]
+    assert labels[:4] == ["dasr-star", "dasr-star contrastive", "dasr-star stop16", "dasr-star authors"]
+    assert not any(c.options for c in cells if c.method != "dasr-star" or c.rule != "paper")
+    by = {c.label: c for c in cells}
+    contrastive, stop16 = cell_spec(cfg, by["dasr-star contrastive"]), cell_spec(cfg, by["dasr-star stop16"])
+    assert (contrastive.region.contrastive, contrastive.region.stop_stride) == (True, 1)
+    assert (stop16.region.contrastive, stop16.region.stop_stride) == (False, 16)
+    # the paper-rule cell builds the extractor it built before variants existed (its store is reused)
+    plain = apply_overrides(cfg, ["variants=[]"])
+    assert cell_spec(cfg, by["dasr-star"]) == cell_spec(plain, {c.label: c for c in build_cells(plain)}["dasr-star"])
+    assert cell_spec(cfg, by["dasr-star"]) == cell_spec(cfg, Cell("dasr-star", "resnet50", "conv5_block1_out", "default"))
+    assert Cell.from_json(by["dasr-star contrastive"].to_json()) == by["dasr-star contrastive"]
+    assert "options" not in by["dasr-star"].to_json()
+
+
+@pytest.mark.parametrize("variant, message", [
+    ('[{label = "x", bogus = 1}]', "unknown extractor option"),
+    ('[{label = "x", contrastive = "yes"}]', "contrastive must be"),
+    ('[{label = "x", method = "dasr"}]', "which each cell decides"),
+    ('[{label = "x", methods = ["sift"], contrastive = true}]', "unknown method"),
+    ('[{contrastive = true}]', "variants must be"),
+])
+def test_a_bad_variant_stops_the_run_before_any_work(variant, message):
+    with pytest.raises(ValueError, match=message):
+        build_cells(apply_overrides(load_config(EXPERIMENTS / "fidelity.toml"), [f"variants={variant}"]))

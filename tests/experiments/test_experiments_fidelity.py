@@ -57,11 +57,16 @@ def _result(method: str, aps: list[float], mious: list[float], regions: float) -
                         store=None)
 
 
-def test_section_states_the_closer_rule_with_its_numbers(tmp_path):
+def _fidelity_config(tmp_path: Path, *more: str) -> dict:
+    """experiments/fidelity.toml on a fake instance-track: DASR* and the fixed-box control, k = 10."""
     root = fake_instance_track(tmp_path / "it")
-    cfg = apply_overrides(load_config(EXPERIMENTS / "fidelity.toml"),
-                          [f"bench_root={root}", "bench=instance-track", "subsample=1", "ks=[10]",
-                           "bootstrap.n_boot=200", "methods=[dasr-star, fixed-box]"])
+    return apply_overrides(load_config(EXPERIMENTS / "fidelity.toml"),
+                           [f"bench_root={root}", "bench=instance-track", "subsample=1", "ks=[10]",
+                            "bootstrap.n_boot=200", "methods=[dasr-star, fixed-box]", *more])
+
+
+def test_section_states_the_closer_rule_with_its_numbers(tmp_path):
+    cfg = _fidelity_config(tmp_path)
     cells = {c.label: c for c in build_cells(cfg)}
     entries = [Entry("instance-track", False, cells["dasr-star"], result=_result("dasr-star", [0.5, 0.6, 0.7], [0.2, 0.2, 0.3], 20.0)),
                Entry("instance-track", False, cells["dasr-star authors"],
@@ -80,3 +85,21 @@ def test_section_states_the_closer_rule_with_its_numbers(tmp_path):
     assert all(r["note"].startswith("rule=") for r in rows)
     alone = "\n".join(fidelity_section(cfg, entries[2:], []))  # fixed-box only: no pair, no empty table
     assert "Paired 95% bootstrap" not in alone and "| fixed-box |" in alone
+
+
+def test_variant_cells_are_compared_with_the_fixed_box_control(tmp_path):
+    cfg = _fidelity_config(tmp_path, "rules=[paper]")
+    cells = {c.label: c for c in build_cells(cfg)}
+    entries = [Entry("instance-track", False, cells[label], result=_result(method, aps, [0.2, 0.2, 0.3], 12.0))
+               for label, method, aps in [("dasr-star", "dasr-star", [0.5, 0.6, 0.7]),
+                                          ("dasr-star contrastive", "dasr-star", [0.7, 0.8, 0.9]),
+                                          ("dasr-star stop16", "dasr-star", [0.5, 0.5, 0.5]),
+                                          ("fixed-box", "fixed-box", [0.5, 0.5, 0.5])]]
+    rows: list[dict] = []
+    md = "\n".join(fidelity_section(cfg, entries, rows))
+    assert "| dasr-star contrastive - fixed-box | AP | +0.300 * | [+0.200, +0.400] | 3 |" in md
+    assert "| dasr-star contrastive - dasr-star | AP | +0.200 * |" in md
+    assert "| dasr-star stop16 - fixed-box | AP | +0.000 |" in md
+    assert "- dasr-star contrastive (beyond the paper) **beats** the fixed-box control: mean Δ AP +0.300" in md
+    assert "- dasr-star stop16 (beyond the paper) does **not** separate from the fixed-box control" in md
+    assert any(r["cell"] == "dasr-star contrastive" and r["note"] == "rule=paper contrastive=True" for r in rows)

@@ -155,6 +155,33 @@ def test_authors_rule_is_recorded_and_runs_its_pipeline(backbone, image):
     assert len(find_seeds(amap, "dasr", rule="authors")[0]) <= len(seeds)
 
 
+def test_stop_stride_16_boxes_are_network_input_pixels(backbone, image):
+    """Stopped at stride 16 the maps hold one value per 16 x 16 pixels; the boxes are Eq. 4 on them
+    with 16-pixel cells, in network-input pixels, then scaled back to the image."""
+    from dasr.regions import ellipses_from_maps
+
+    ex = Extractor(backbone, "dasr", RegionConfig(method="dasr", max_side=128, stop_stride=16,
+                                                  backprop_dtype="float32"))
+    assert ex.bp.map_stride == 16 and ex.config()["stop_stride"] == 16
+    out = ex(image, keep_maps=True)
+    x, scale, (w, h), _ = ex.forward(image)
+    assert out.maps.shape[1:] == (-(-x.shape[1] // 16), -(-x.shape[2] // 16))
+    boxes, _, _ = ellipses_from_maps(out.maps, 0.1, False, 16.0)
+    want = np.clip(np.clip(boxes, 0, [w, h, w, h]) / scale, 0, [image.shape[1], image.shape[0]] * 2)
+    np.testing.assert_allclose(out.regions.boxes, want, rtol=1e-6, atol=1e-4)
+    assert out.regions.boxes[:, 2].max() > 16 / scale  # not cells mistaken for pixels
+
+
+def test_contrastive_is_recorded_only_when_on(backbone, image):
+    paper = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32"))
+    ex = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32", contrastive=True))
+    assert "contrastive" not in paper.config() and paper.bp.dual is None
+    assert ex.config()["contrastive"] is True and ex.bp.dual is not None
+    assert {k: v for k, v in ex.config().items() if k != "contrastive"} == paper.config()
+    with pytest.raises(ValueError, match="paper's rule only"):
+        RegionConfig(rule="authors", contrastive=True)
+
+
 # ------------------------------------------------------------------ boxes computed on the device
 # ``Extractor(boxes_on_device=True)`` is what a GPU gets by default; here it is forced on the CPU
 # and compared with the default CPU path (maps brought back, float64 NumPy moments): the same
@@ -175,6 +202,9 @@ def two_objects():
     ("dasr", "paper", {"weighted_moments": True, "tau": 0.3}),
     ("dasr-star", "authors", {"max_side": 256}),  # its peaks skip the border cells: a larger map
     ("dasr-star", "paper", {"cascade_stride": 8, "nms_iou": 0.3}),  # the cascade needs NMS
+    ("dasr-star", "paper", {"stop_stride": 16}),  # maps one value per 16 pixels
+    ("dasr-star", "paper", {"contrastive": True}),
+    ("dasr-star", "paper", {"contrastive": True, "stop_stride": 16}),
 ])
 def test_device_boxes_equal_numpy_boxes(backbone, two_objects, method, rule, extra) -> None:
     # seed_chunk 3: several chunks, the last one padded with zero seeds; no NMS: every seed's box.

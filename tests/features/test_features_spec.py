@@ -73,3 +73,16 @@ def test_rule_round_trips_through_options_and_store_config():
     del config["rule"]  # a store made before the option: the paper's rule
     assert ExtractorSpec.from_store_config(config).region.rule == "paper"
     assert spec.replace(method="dasr-star").region.rule == "authors"
+
+
+def test_contrastive_round_trips_through_options_and_store_config():
+    from dasr.features.spec import ExtractorSpec
+
+    spec = ExtractorSpec.from_options(method="dasr-star", contrastive=True, weights="random")
+    assert spec.region.contrastive is True
+    config = {"method": "dasr-star", "backbone": "resnet50", "weights": "random", "feature_layer": "conv5_block1_out",
+              "pooling": "avg", "contrastive": True}
+    assert ExtractorSpec.from_store_config(config).region == spec.region
+    del config["contrastive"]  # a store made before the option: the paper's maps
+    assert ExtractorSpec.from_store_config(config).region.contrastive is False
+    assert spec.replace(stop_stride=16).region.contrastive is True

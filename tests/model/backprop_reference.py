@@ -89,8 +89,9 @@ def rule(a, L, p_out):
     return (a.ravel() * (L.T @ y)).reshape(a.shape)
 
 
-def folded(model, conv, bn):
-    k = model.get_layer(conv).kernel.numpy().astype(np.float64)
+def folded(model, conv, bn, sign=1.0):
+    """The positive part of ``sign`` x the conv's kernel with its BN scale folded in (-1: the negated map's)."""
+    k = sign * model.get_layer(conv).kernel.numpy().astype(np.float64)
     if bn is None:
         return np.maximum(k, 0)
     layer = model.get_layer(bn)
@@ -98,11 +99,50 @@ def folded(model, conv, bn):
     return np.maximum(k * (g / np.sqrt(v + layer.epsilon)), 0)
 
 
-def reference_maps(model, image, seeds):
-    """The whole backprop of ``tiny_net`` in float64 with dense matrices; also the mass per stage."""
-    names = ["pad1", "relu1", "p1", "bna", "cb1", "cb2", "bnb", "top"]
-    acts = keras.Model(model.input, [model.get_layer(n).output for n in names])(image[None])
-    acts = {n: np.asarray(a[0], np.float64) for n, a in zip(names, acts)}
+REFERENCE_LAYERS = ["pad1", "relu1", "p1", "bna", "cb1", "cb2", "bnb", "top"]
+
+
+def reference_activations(model, image) -> dict:
+    """The tiny net's activations the reference needs, float64, batch axis dropped."""
+    acts = keras.Model(model.input, [model.get_layer(n).output for n in REFERENCE_LAYERS])(image[None])
+    return {n: np.asarray(a[0], np.float64) for n, a in zip(REFERENCE_LAYERS, acts)}
+
+
+def cb2_to_p1(model, acts, pb):
+    """Branch b below cb3: the average pooling (an all-ones window), then cb1 (3x3 same, its own ReLU)."""
+    L = dense(lambda t: sum_pool_np(t, 2, 2, "VALID"), acts["cb1"].shape)
+    pb = rule(acts["cb1"], L, pb)
+    k1 = folded(model, "cb1", None)
+    L = dense(lambda t: conv_np(t, k1, 1, "SAME"), acts["p1"].shape)
+    return rule(acts["p1"], L, pb)
+
+
+def p1_to_relu1(acts, p):
+    """Max pooling p1 as an all-ones window: P at relu1 (= P at bn1, the stride-2 stop)."""
+    L = dense(lambda t: sum_pool_np(t, 2, 1, "SAME"), acts["relu1"].shape)
+    return rule(acts["relu1"], L, p)
+
+
+def relu1_to_pixels(model, image, p):
+    """c1(+bn1) on the padded RAW image (input rule "raw"), then crop the padding."""
+    kc = folded(model, "c1", "bn1")
+    raw = np.pad(image.astype(np.float64) + np.asarray(OFFSET), ((1, 1), (1, 1), (0, 0)))
+    L = dense(lambda t: conv_np(t, kc, 2, "VALID"), raw.shape)
+    return rule(raw, L, p)[1:-1, 1:-1, :]
+
+
+def ca_matrix(model, acts, sign=1.0):
+    """Branch a's 1x1 stride-2 conv as a 2x2 window, averaged (the scale of the one cell the conv
+    samples: it matters where the dual sums both branches), then the 1x1 conv (``sign`` -1: negated)."""
+    ka = folded(model, "ca", "bna", sign)
+    return dense(lambda t: conv_np(sum_pool_np(t, 2, 2, "SAME") / 4.0, ka, 1, "VALID"), acts["p1"].shape)
+
+
+def reference_maps(model, image, seeds, level="pixels"):
+    """The whole backprop of ``tiny_net`` in float64 with dense matrices; also the mass per stage.
+
+    ``level="relu1"``: stop at relu1 (the stride-2 stop), one value per 2 pixels."""
+    acts = reference_activations(model, image)
     top = acts["top"]
     maps, masses = [], []
     for r, c in seeds:
@@ -118,31 +158,49 @@ def reference_maps(model, image, seeds):
         # branch b: cb3(+bnb) 1x1 -> avgpool -> cb1(relu) 3x3 same
         k3 = folded(model, "cb3", "bnb")
         L = dense(lambda t: conv_np(t, k3, 1, "VALID"), acts["cb2"].shape)
-        pb = rule(acts["cb2"], L, pb)
-        L = dense(lambda t: sum_pool_np(t, 2, 2, "VALID"), acts["cb1"].shape)
-        pb = rule(acts["cb1"], L, pb)
-        k1 = folded(model, "cb1", None)
-        L = dense(lambda t: conv_np(t, k1, 1, "SAME"), acts["p1"].shape)
-        pb = rule(acts["p1"], L, pb)
+        pb = cb2_to_p1(model, acts, rule(acts["cb2"], L, pb))
         # branch a: 1x1 stride 2 conv as an all-ones 2x2 window then the 1x1 conv
-        ka = folded(model, "ca", "bna")
-        L = dense(lambda t: conv_np(sum_pool_np(t, 2, 2, "SAME"), ka, 1, "VALID"), acts["p1"].shape)
-        pa = rule(acts["p1"], L, pa)
+        pa = rule(acts["p1"], ca_matrix(model, acts), pa)
         p = pa + pb
         stage.append(p.sum())
-        # max pooling as an all-ones window
-        L = dense(lambda t: sum_pool_np(t, 2, 1, "SAME"), acts["relu1"].shape)
-        p = rule(acts["relu1"], L, p)
+        p = p1_to_relu1(acts, p)
         stage.append(p.sum())
-        # c1(+bn1) on the padded RAW image (input rule "raw"), then crop the padding
-        kc = folded(model, "c1", "bn1")
-        raw = np.pad(image.astype(np.float64) + np.asarray(OFFSET), ((1, 1), (1, 1), (0, 0)))
-        L = dense(lambda t: conv_np(t, kc, 2, "VALID"), raw.shape)
-        p = rule(raw, L, p)[1:-1, 1:-1, :]
-        stage.append(p.sum())
+        if level == "pixels":
+            p = relu1_to_pixels(model, image, p)
+            stage.append(p.sum())
         maps.append(p.sum(-1))
         masses.append(stage)
     return np.stack(maps), np.asarray(masses)
+
+
+# --------------------------------------------------------------------------- contrastive
+def contrastive_reference_maps(model, image, seeds, level="pixels"):
+    """The contrastive maps of ``tiny_net`` in float64: the seed's map minus its dual's, EACH taken
+    down to ``level`` on its own (the implementation's single signed pass is not assumed), clamped at 0.
+
+    The dual negates the top Add's two convolutions as one linear map: at their inputs
+    P̄(A_k) = A_k ⊙ L⁻_kᵀ(P ⊘ Σ_j L⁻_j A_j), L⁻ the negated kernels' positive parts (BN folded).
+
+    Returns:
+      (contrastive maps, seed maps, dual maps), each (S, H, W)."""
+    acts = reference_activations(model, image)
+    primal, _ = reference_maps(model, image, seeds, level)
+    l3 = dense(lambda t: conv_np(t, folded(model, "cb3", "bnb", -1.0), 1, "VALID"), acts["cb2"].shape)
+    la = ca_matrix(model, acts, -1.0)
+    z = l3 @ acts["cb2"].ravel() + la @ acts["p1"].ravel()
+    duals = []
+    for r, c in seeds:
+        p = np.zeros_like(acts["top"])
+        p[r, c] = acts["top"][r, c]
+        y = np.divide(p.ravel(), z, out=np.zeros_like(z), where=z != 0)
+        d_cb2 = (acts["cb2"].ravel() * (l3.T @ y)).reshape(acts["cb2"].shape)
+        d_p1 = (acts["p1"].ravel() * (la.T @ y)).reshape(acts["p1"].shape)
+        d = p1_to_relu1(acts, cb2_to_p1(model, acts, d_cb2) + d_p1)
+        if level == "pixels":
+            d = relu1_to_pixels(model, image, d)
+        duals.append(d.sum(-1))
+    dual = np.stack(duals)
+    return np.maximum(primal - dual, 0), primal, dual
 
 
 # --------------------------------------------------------------------------- the authors' rule
@@ -260,17 +318,22 @@ AUTHORS_CASES = {
     "authors": {"rule": "authors"},
     "authors_exact": {"rule": "authors", "strided_conv": "exact"},
 }
+# Contrastive excitation backprop, compared with :func:`contrastive_reference_maps` (not stored either).
+CONTRASTIVE_CASES = {
+    "contrastive": {"contrastive": True},
+    "contrastive_stop2": {"contrastive": True, "stop_stride": 2},
+}
 
 
 def backprop_maps(model: keras.Model, image: np.ndarray, seeds: np.ndarray,
                   cases: tuple[str, ...] = tuple(FIXTURE_CASES)) -> dict[str, np.ndarray]:
-    """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`
-    or :data:`AUTHORS_CASES`."""
+    """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`,
+    :data:`AUTHORS_CASES` or :data:`CONTRASTIVE_CASES`."""
     from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
 
     out = {}
     for name in cases:
-        kwargs = {**FIXTURE_CASES, **AUTHORS_CASES}[name]
+        kwargs = {**FIXTURE_CASES, **AUTHORS_CASES, **CONTRASTIVE_CASES}[name]
         bp = ProbabilityBackprop(model, "top", input_offset=OFFSET, **{"dtype": "float32", **kwargs})
         acts = bp.forward(image[None])
         top_probs = seed_probabilities(acts["top"], seeds, kwargs.get("rule", "paper"))

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_reference import AUTHORS_CASES, FIXTURE_CASES, authors_reference_maps, reference_maps, tiny_net_with_weights
+from backprop_reference import (AUTHORS_CASES, CONTRASTIVE_CASES, FIXTURE_CASES, authors_reference_maps, backprop_maps,
+                                contrastive_reference_maps, reference_maps, tiny_net_with_weights)
 from test_backprop_fixture import FIXTURE, load_fixture
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
@@ -84,3 +85,30 @@ def test_jax_authors_rule_matches_float64_reference(jax_maps, case):
     got = jax_maps[f"maps_{case}"]
     assert want.max() > 0
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())
+
+
+@pytest.mark.parametrize("case", list(CONTRASTIVE_CASES))
+def test_jax_contrastive_matches_tensorflow_and_reference(jax_maps, case):
+    """Contrastive excitation backprop (dasr.model.contrast): JAX against this process's backend
+    (TensorFlow) within 1e-5 of the map's maximum, and against the float64 reference."""
+    weights, image, seeds, _ = load_fixture()
+    model = tiny_net_with_weights(weights)
+    got = jax_maps[f"maps_{case}"]
+    here = backprop_maps(model, image, seeds, cases=(case,))[case]
+    assert got.shape == here.shape and here.max() > 0
+    assert relative_difference(got, here) <= RTOL
+    level = "relu1" if CONTRASTIVE_CASES[case].get("stop_stride") == 2 else "pixels"
+    want = contrastive_reference_maps(model, image, seeds, level)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * want.max())
+
+
+def test_jax_contrastive_device_boxes_match_the_maps_boxes(jax_maps):
+    """``backprop_ellipses`` (maps and moments in one compiled JAX step) against Eq. 4 in NumPy on
+    the contrastive maps of this process's backend."""
+    from dasr.regions.ellipse import ellipses_from_maps
+
+    weights, image, seeds, _ = load_fixture()
+    here = backprop_maps(tiny_net_with_weights(weights), image, seeds, cases=("contrastive",))["contrastive"]
+    want = ellipses_from_maps(here, 0.1)[0]
+    assert np.abs(want).max() > 1
+    np.testing.assert_allclose(jax_maps["boxes_contrastive"], want, atol=1e-3)

@@ -28,7 +28,8 @@ def test_each_method_takes_its_own_nms_default():
 
 
 @pytest.mark.parametrize("field, value", [("max_side", "big"), ("tau", "0.1"), ("seed_chunk", 2.5),
-                                          ("max_seeds", True), ("weighted_moments", 1), ("nms_iou", "x")])
+                                          ("max_seeds", True), ("weighted_moments", 1), ("nms_iou", "x"),
+                                          ("contrastive", "yes"), ("contrastive", 1)])
 def test_a_value_of_the_wrong_type_is_refused_naming_the_field(field, value):
     from dasr.errors import InputError
     from dasr.regions import RegionConfig

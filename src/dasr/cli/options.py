@@ -106,6 +106,9 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", default="paper", choices=RULES,
                    help="paper: Sections 3.1-3.2 as written; authors: the released code's backprop, "
                         "seeds and 95th-percentile threshold (see dasr.regions.config)")
+    p.add_argument("--contrastive", action="store_true",
+                   help="beyond the paper: subtract the map obtained through the negated top linear map "
+                        "(contrastive excitation backprop, see dasr.model.contrast; paper rule only)")
     p.add_argument("--fixed-box-side", type=float_between(0.0, None, lo_open=True), default=96.0,
                    help="box side (network-input pixels) of the fixed-box control")
 
@@ -136,6 +139,7 @@ def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
         pooling=args.pooling, fixed_box_side=args.fixed_box_side, tau=args.tau, nms_iou=nms_iou,
         weighted_moments=args.weighted_moments, max_side=args.max_side, input_rule=args.input_rule,
         strided_conv=args.strided_conv, stop_stride=args.stop_stride, cascade_stride=args.cascade_stride,
-        backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds, rule=args.rule)
+        backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds, rule=args.rule,
+        contrastive=args.contrastive)
 
 

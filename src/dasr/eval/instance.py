@@ -254,6 +254,7 @@ def format_table(results: list[SearchResult], ks=DEFAULT_KS, variant: str = "tru
     for r in results:
         m = r.mean
         method = r.method + (" (authors' rule)" if r.config.get("rule") == "authors" else "")
+        method += " (contrastive)" if r.config.get("contrastive") else ""  # beyond the paper: named
         cells = [method, str(r.pca.dim) if r.pca.mode == "other" and r.pca.dim is not None else "none"]
         cells += [f"{m[f'ap@{k}/{variant}']:.3f}" if f"ap@{k}/{variant}" in m else "-" for k in ks]
         cells.append(f"{m['ap']:.3f}" if "ap" in m else "-")

@@ -1,7 +1,15 @@
-"""The cells of an experiment: methods x (backbone, layer) x β x rule, plus ``extra_cells``, and each one's extractor."""
+"""The cells of an experiment: methods x (backbone, layer) x β x rule, plus ``extra_cells``, and each one's extractor.
+
+``variants`` (a list of tables ``{label, methods, <extractor option> = value}``) adds, right after
+each paper-rule cell of ``methods`` (default ``["dasr-star"]``), the same cell with those extractor
+options, labelled ``"<cell label> <variant label>"``: e.g. ``{label = "contrastive", contrastive =
+true}`` gives ``dasr-star contrastive``.  The options are data (:class:`Cell` ``options``), and a
+cell without them builds exactly the extractor, hence the store, it built before variants existed.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,6 +22,8 @@ from dasr.regions.config import RULES
 
 # The methods whose regions follow ``rule`` (the fixed-box control and the global baselines take the paper's).
 RULE_METHODS = ("dasr", "dasr-star")
+# What a variant may not set: the cell's own fields decide these.
+CELL_OPTIONS = ("method", "backbone", "weights", "feature_layer", "nms_iou", "rule")
 
 __all__ = ["Cell", "beta_text", "check_beta", "build_cells", "cell_spec", "make_extractor", "display_label"]
 
@@ -29,6 +39,7 @@ class Cell:
       beta: ``"default"`` (the method's β), ``"none"`` (no NMS) or a number in (0, 1].
       label: the cell's name in the report (unique within a run).
       rule: ``paper`` or ``authors`` (:class:`~dasr.regions.RegionConfig`).
+      options: further extractor options, sorted ``(name, value)`` pairs (a ``variants`` cell's).
     """
 
     method: str
@@ -37,6 +48,7 @@ class Cell:
     beta: Any
     label: str = ""
     rule: str = "paper"
+    options: tuple = ()
 
     def effective_beta(self) -> float | None:
         """The NMS IoU the extractor runs with (None: no NMS, or a global method)."""
@@ -47,8 +59,11 @@ class Cell:
         return float(self.beta)
 
     def to_json(self) -> dict:
-        """The cell's fields and its ``effective_beta`` (the ``cell`` of a ``results.json`` entry)."""
-        return {**asdict(self), "effective_beta": self.effective_beta()}
+        """The cell's fields and its ``effective_beta`` (the ``cell`` of a ``results.json`` entry;
+        ``options`` as a table, left out when there are none)."""
+        d = {**asdict(self), "effective_beta": self.effective_beta()}
+        d.pop("options")
+        return {**d, "options": dict(self.options)} if self.options else d
 
     @classmethod
     def from_json(cls, d: dict) -> Cell:
@@ -57,7 +72,8 @@ class Cell:
         Raises:
           KeyError: a field is missing.
         """
-        return cls(d["method"], d["backbone"], d["layer"], d["beta"], d["label"], d.get("rule", "paper"))
+        return cls(d["method"], d["backbone"], d["layer"], d["beta"], d["label"], d.get("rule", "paper"),
+                   tuple(sorted((d.get("options") or {}).items())))
 
 
 def beta_text(beta: Any) -> str:
@@ -121,6 +137,7 @@ def build_cells(cfg: dict) -> list[Cell]:
         parts = [p for p, v in zip((method, bb, layer or "default layer", beta_text(beta), rule), vary)
                  if v and not (p == "paper" and rule == "paper")]
         cells.append(Cell(method, bb, layer, beta, " ".join(parts) or method, rule))
+    cells = _with_variants(cfg, cells)
     for extra in cfg["extra_cells"]:
         method = extra.get("method", "dasr-star")
         if method not in ALL_METHODS:
@@ -134,6 +151,30 @@ def build_cells(cfg: dict) -> list[Cell]:
     if len(set(labels)) != len(labels):
         raise InputError(f"two cells share a label: {labels}")
     return cells
+
+
+def _with_variants(cfg: dict, cells: list[Cell]) -> list[Cell]:
+    """``cells`` with each ``variants`` cell right after its paper-rule cell (module docstring).
+
+    Raises:
+      InputError: a variant of an unknown method, one that sets a cell's own option, or an
+        invalid extractor option (checked here, before any work).
+    """
+    out = []
+    for cell in cells:
+        out.append(cell)
+        for variant in cfg.get("variants") or []:
+            methods = variant.get("methods", ["dasr-star"])
+            unknown = [m for m in methods if m not in ALL_METHODS]
+            own = sorted(set(variant) & set(CELL_OPTIONS))
+            if unknown or own:
+                raise InputError(f"variants: {variant['label']!r} " + (f"names unknown method(s) {unknown}" if unknown
+                                 else f"sets {', '.join(own)}, which each cell decides"))
+            if cell.rule == "paper" and cell.method in methods:
+                options = tuple(sorted((k, v) for k, v in variant.items() if k not in ("label", "methods")))
+                out.append(dataclasses.replace(cell, label=f"{cell.label} {variant['label']}", options=options))
+                cell_spec(cfg, out[-1])  # an unknown or invalid option stops the run here
+    return out
 
 
 def cell_spec(cfg: dict, cell: Cell) -> ExtractorSpec:
@@ -152,6 +193,7 @@ def cell_spec(cfg: dict, cell: Cell) -> ExtractorSpec:
         options["nms_iou"] = None
     elif cell.beta != "default":
         options["nms_iou"] = float(cell.beta)
+    options.update(cell.options)
     return ExtractorSpec.from_options(**options)
 
 

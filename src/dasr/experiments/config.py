@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "betas": ["default"],             # "default" | "none" | number
     "rules": ["paper"],               # paper | authors (dasr and dasr-star only; dasr.regions.RegionConfig)
     "extra_cells": [],                # [{method, backbone, layer, beta, label}]
+    "variants": [],                   # [{label, methods, <extractor options>}]: beside each paper-rule cell (dasr.experiments.cells)
     "extractor": {},                  # further extractor options (ExtractorSpec.from_options names)
     "pca": "other",                   # other | none
     "pca_benchmark": "",              # "" = per benchmark / dasr.eval.pca_source.DEFAULT_PCA_SOURCE
@@ -139,6 +140,13 @@ def validate_config(cfg: dict, where: str = "config") -> None:
         raise _fail(where, "betas", "a list of 'default', 'none' or numbers", cfg["betas"])
     if not isinstance(cfg["extra_cells"], list) or not all(isinstance(c, dict) for c in cfg["extra_cells"]):
         raise _fail(where, "extra_cells", "a list of tables", cfg["extra_cells"])
+    variants = cfg["variants"]
+    if not isinstance(variants, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("label"), str) and v["label"].strip()
+            and all(isinstance(x, (str, int, float, bool)) for k, x in v.items() if k != "methods")
+            and _is_str_list(v.get("methods", [])) for v in variants):
+        raise _fail(where, "variants", "a list of tables {label = \"...\", methods = [...], <extractor option> = value}",
+                    variants)
     if not _is_number(cfg["tau"]):
         raise _fail(where, "tau", "a number", cfg["tau"])
     pca_dim(cfg, where)

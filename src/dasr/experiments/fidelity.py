@@ -12,7 +12,10 @@ For every benchmark of a run with ``compare = "fidelity"`` (``experiments/fideli
   median relative area of their reference images' boxes);
 * which rule is closer to the paper's reported behaviour: about 11 regions per image for DASR*
   at β = 0.3 (Section 3.2), and Fig. 7's localization (curves, no numbers: the rule with the
-  higher recall@0.5 and mIoU is the one nearer a working localizer), with the numbers.
+  higher recall@0.5 and mIoU is the one nearer a working localizer), with the numbers;
+* for each ``variants`` cell (options beyond the paper, e.g. ``dasr-star contrastive``): its
+  paired intervals against the fixed-box control and against its own paper-rule cell, and
+  whether it beats the control (the AP interval above 0).
 """
 
 from __future__ import annotations
@@ -114,16 +117,31 @@ def _cell_table(cfg: dict, es: list[Entry], names: set[str], rows: list[dict], b
                 rows.append({"experiment": cfg["name"], "benchmark": bench, "data": "other", "group": "fidelity",
                              "cell": e.cell.label, "method": e.cell.method, "backbone": e.cell.backbone,
                              "layer": e.cell.layer or "default", "beta": e.cell.beta, "metric": metric, "ours": v,
-                             "paper": "", "difference": "", "note": f"rule={e.cell.rule}"})
+                             "paper": "", "difference": "",
+                             "note": " ".join([f"rule={e.cell.rule}", *(f"{k}={v}" for k, v in e.cell.options)])})
     return md, stats
 
 
-def _bootstrap_table(cfg: dict, by_label: dict[str, Entry]) -> list[str]:
+def _variant_pairs(es: list[Entry]) -> list[tuple[str, str]]:
+    """(variant cell, fixed-box) and (variant cell, its cell without the options), for each variants cell."""
+    plain = {(e.cell.method, e.cell.backbone, e.cell.layer, e.cell.beta, e.cell.rule): e.cell.label
+             for e in es if not e.cell.options}
+    pairs = []
+    for e in es:
+        if e.cell.options:
+            base = plain.get((e.cell.method, e.cell.backbone, e.cell.layer, e.cell.beta, e.cell.rule))
+            pairs += [(e.cell.label, "fixed-box")] + ([(e.cell.label, base)] if base else [])
+    return pairs
+
+
+def _bootstrap_table(cfg: dict, by_label: dict[str, Entry], pairs: list[tuple[str, str]]) -> tuple[list[str], dict]:
+    """The paired intervals of ``pairs`` present, and {(reference, other): (Δ AP, lo, hi)}."""
     b = bootstrap_settings(cfg)
     md = [f"Paired 95% bootstrap intervals over queries ({int(b['n_boot'])} resamples, seed {b['seed']}); "
           "mIoU here is each query's mean over its reference images. `*`: the interval excludes 0.", "",
           "| reference - other | metric | mean Δ | 95% CI | queries |", "|---|---|---|---|---|"]
-    for ref, other in PAIRS:
+    ap_ci = {}
+    for ref, other in pairs:
         if ref not in by_label or other not in by_label:
             continue
         a, o = by_label[ref].result.per_query, by_label[other].result.per_query
@@ -133,9 +151,23 @@ def _bootstrap_table(cfg: dict, by_label: dict[str, Entry]) -> list[str]:
             d, lo, hi = metrics.bootstrap_difference_ci([p.ap[metric] for p in a], [p.ap[metric] for p in o],
                                                         int(b["n_boot"]), float(b["alpha"]), int(b["seed"]))
             star = " *" if lo > 0 or hi < 0 else ""
+            if metric == "ap":
+                ap_ci[(ref, other)] = (d, lo, hi)
             md.append(f"| {ref} - {other} | {'mIoU' if metric == metrics.MIOU_KEY else 'AP'} | {d:+.3f}{star} | "
                       f"[{lo:+.3f}, {hi:+.3f}] | {len(a)} |")
-    return md + [""] if len(md) > 4 else []  # none of the pairs ran: no empty table
+    return (md + [""] if len(md) > 4 else []), ap_ci  # none of the pairs ran: no empty table
+
+
+def _variant_verdict(es: list[Entry], ap_ci: dict) -> list[str]:
+    """One line per variants cell: does it beat the fixed-box control (AP interval above 0)?"""
+    lines = []
+    for ref, other in _variant_pairs(es):
+        if other == "fixed-box" and (ref, other) in ap_ci:
+            d, lo, hi = ap_ci[(ref, other)]
+            word = "**beats**" if lo > 0 else ("is **beaten by**" if hi < 0 else "does **not** separate from")
+            lines.append(f"- {ref} (beyond the paper) {word} the fixed-box control: mean Δ AP {d:+.3f}, "
+                         f"95% CI [{lo:+.3f}, {hi:+.3f}].")
+    return lines
 
 
 def _tercile_table(es: list[Entry], terciles: dict[str, int]) -> list[str]:
@@ -211,7 +243,8 @@ def fidelity_section(cfg: dict, entries: list[Entry], rows: list[dict]) -> list[
         if b.ap == "instance" and sizes and max(sizes) <= min(int(k) for k in cfg["ks"]):
             md += [f"The two AP@k definitions coincide here: no query has more relevant images than the smallest k "
                    f"(|R| = {min(sizes)}..{max(sizes)}, median {int(np.median(sizes))}).", ""]
-        md += _bootstrap_table(cfg, {e.cell.label: e for e in es})
+        boot, ap_ci = _bootstrap_table(cfg, {e.cell.label: e for e in es}, PAIRS + _variant_pairs(es))
+        md += boot
         store = next((RegionStore.open(e.result.store) for e in es
                       if e.result.store and Path(e.result.store).is_file()), None)
         terciles = size_terciles(b, store) if store is not None else None
@@ -220,4 +253,8 @@ def fidelity_section(cfg: dict, entries: list[Entry], rows: list[dict]) -> list[
         verdict = _verdict(stats)
         if verdict:
             md += ["Which rule is closer to the paper's reported behaviour:", "", *verdict, ""]
+        variants = _variant_verdict(es, ap_ci)
+        if variants:
+            md += ["Options beyond the paper against the fixed-box control (paired AP interval over queries):", "",
+                   *variants, ""]
     return md

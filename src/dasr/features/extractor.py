@@ -110,6 +110,7 @@ class Extractor:
             backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
             input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
             stop_stride=self.region.stop_stride, dtype=self.region.backprop_dtype, rule=self.region.rule,
+            contrastive=self.region.contrastive,
             extra_outputs=(self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
         self.coarse_bp = None
         if self.region.cascade_stride > 1 and method in ("dasr", "dasr-star"):
@@ -117,7 +118,7 @@ class Extractor:
                 backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
                 input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
                 stop_stride=self.region.cascade_stride, dtype=self.region.backprop_dtype,
-                rule=self.region.rule)
+                rule=self.region.rule, contrastive=self.region.contrastive)
 
     def config(self) -> dict:
         """The flat configuration every store records (and checks on reopening)."""
@@ -137,6 +138,8 @@ class Extractor:
                 del cfg["cascade_stride"]
             if cfg["rule"] == "paper":
                 del cfg["rule"]  # the same: stores made before the authors' rule keep their configuration
+            if not cfg["contrastive"]:
+                del cfg["contrastive"]  # the same for the contrastive option
             if self.method == "fixed-box":
                 cfg["fixed_box_side"] = self.fixed_box_side
         return cfg

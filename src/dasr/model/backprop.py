@@ -36,6 +36,9 @@ which all probability flows (for ResNet-50: 2 = conv1's output, 4 = pool1's outp
 8 = conv3_block1_out, 16 = conv4_block1_out): the maps are then coarser (one value per
 ``stop_stride`` pixels) and cheaper.  1 (default) is the paper's method, down to the pixels.
 
+``contrastive=True`` (beyond the paper) subtracts the map obtained through the negated top linear map:
+Zhang et al.'s contrastive excitation backprop, defined for DASR's seeds in :mod:`dasr.model.contrast`.
+
 ``rule="authors"`` replaces Eq. 2-3 by what the authors' released code runs (PRM's peak
 backprop): only the convolutions are changed, to ``P(A) = (A - min A) ⊙ W⁺ᵀ(P(B) ⊘ W⁺(A - min A))``
 with the raw (unfolded) kernel's positive part and the layer input shifted by its own minimum
@@ -65,7 +68,7 @@ import functools
 import keras
 import numpy as np
 
-from dasr.model import transpose
+from dasr.model import contrast, transpose
 from dasr.model.moments import device_ellipses
 from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
 
@@ -271,10 +274,6 @@ def _stop_point(ops: list[Op], input_id: str, top: str, stop_stride: int) -> tup
 kops = keras.ops
 
 
-def _safe_inverse(z):
-    return kops.divide_no_nan(kops.ones_like(z), z)
-
-
 class ProbabilityBackprop:
     """Batched probability backprop for one network.
 
@@ -299,11 +298,16 @@ class ProbabilityBackprop:
         ``auto``: :func:`~dasr.model.device.resolve_dtype`).
       rule: ``paper`` (Eq. 2-3) or ``authors`` (the released code's; ``input_offset`` and
         ``input_rule`` do not apply: every convolution shifts its own input).
+      contrastive: subtract the dual's map (:mod:`dasr.model.contrast`; the paper's rule only).
+
+    Raises:
+      ValueError: an unknown rule; ``contrastive`` where :func:`~dasr.model.contrast.find_dual` refuses it.
     """
 
     def __init__(self, model: keras.Model, top: str, *, input_offset=None,
                  input_rule: str = "raw", strided_conv: str = "window", stop_stride: int = 1,
-                 extra_outputs: tuple[str, ...] = (), dtype: str = "float32", rule: str = "paper"):
+                 extra_outputs: tuple[str, ...] = (), dtype: str = "float32", rule: str = "paper",
+                 contrastive: bool = False):
         if input_rule not in INPUT_RULES:
             raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
         self.ops, self.input_id = trace_graph(model, top, strided_conv, rule)
@@ -330,6 +334,10 @@ class ProbabilityBackprop:
         self.forward_model = keras.Model(model.input, [layer_out(n) for n in self._fwd_names])
         # Weights are arguments of the compiled functions, never constants baked into them.
         self._kernels = {op.name: kops.convert_to_tensor(op.kernel, self.dtype) for op in self.ops if op.kind == "conv"}
+        self.dual = contrast.find_dual(self.ops, self.ops_down, top, rule) if contrastive else None
+        if self.dual is not None:  # the negated kernels travel with the others (arguments, not constants)
+            self._kernels.update({k: kops.convert_to_tensor(v, self.dtype)
+                                  for k, v in contrast.negated_kernels(model, self.dual, _bn_scale).items()})
         self._forward_fn = transpose.jit(self._forward)
         self._prepare_fn = transpose.jit(self._prepare)
         self._backprop_fn = transpose.jit(self._backprop)
@@ -410,17 +418,20 @@ class ProbabilityBackprop:
             if op.kind == "conv":
                 a = values[op.inputs[0]]
                 state[f"{op.name}/A"] = a
-                state[f"{op.name}/invZ"] = _safe_inverse(
+                state[f"{op.name}/invZ"] = transpose.safe_inverse(
                     transpose.conv(a, kernels[op.name], op.strides, op.padding, op.window))
             elif op.kind == "pool":
                 a = values[op.inputs[0]]
                 state[f"{op.name}/A"] = a
-                state[f"{op.name}/invZ"] = _safe_inverse(transpose.window_pool(a, op.pool_size, op.strides, op.padding))
+                state[f"{op.name}/invZ"] = transpose.safe_inverse(
+                    transpose.window_pool(a, op.pool_size, op.strides, op.padding))
             elif op.kind == "add":
                 pos = [kops.relu(values[i]) for i in op.inputs]
-                inv = _safe_inverse(functools.reduce(kops.add, pos))
+                inv = transpose.safe_inverse(functools.reduce(kops.add, pos))
                 for k, p in enumerate(pos):
                     state[f"{op.name}/frac{k}"] = p * inv
+        if self.dual is not None:
+            state["dual/invZ"] = contrast.dual_inverse_normaliser(self.dual, kernels, state)
         return state
 
     def prepare(self, acts: dict) -> dict:
@@ -438,6 +449,9 @@ class ProbabilityBackprop:
             if op.output not in probs:
                 continue
             p = probs.pop(op.output)
+            if self.dual is not None and op.output == self.dual.output:  # the contrast: minus the dual's P̄
+                for src, q in contrast.dual_probabilities(self.dual, kernels, state, p, state["dual/invZ"]):
+                    give(src, -q)
             if op.kind == "relu" or op.relu:
                 p = p * state[f"{op.name}/mask"]
             if op.kind in ("pass", "relu"):
@@ -466,7 +480,7 @@ class ProbabilityBackprop:
                     back = transpose.conv_transpose(y, kernels[op.name], a, op.strides, op.padding, op.window)
                 give(op.inputs[0], a * back)
         total = kops.sum(probs[self.stop_id], axis=-1)
-        if self.rule == "authors":  # signed gradients: the map is the channel sum clamped at 0
+        if self.rule == "authors" or self.dual is not None:  # signed: the channel sum clamped at 0
             total = kops.relu(total)
         return kops.cast(total, "float32")
 

@@ -46,6 +46,11 @@ def conv(x, kernel, strides, padding: str, window: bool = False):
     return ops.conv(x, kernel, tuple(strides), padding.lower())
 
 
+def safe_inverse(z):
+    """``1 / z``, and 0 where ``z`` is 0 (Eq. 3's normaliser: a neuron no input excites passes nothing on)."""
+    return ops.divide_no_nan(ops.ones_like(z), z)
+
+
 # ----------------------------------------------------------------------------- transposes
 def _batched_like(y, like):
     """The shape of ``like`` (one image's input of the map) with ``y``'s batch (the seeds)."""

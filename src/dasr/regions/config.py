@@ -52,6 +52,9 @@ class RegionConfig:
         threshold (the 95th percentile of each map, :func:`dasr.regions.ellipse.ellipses_from_maps`;
         ``tau`` and ``input_rule`` are then unused, ``weighted_moments`` is refused).  NMS stays β
         of the method, which is also the authors' (0.3 for DASR*, none for DASR).
+      contrastive: beyond the paper: subtract the map obtained through the negated top linear map
+        (Zhang et al.'s contrastive excitation backprop, :mod:`dasr.model.contrast`); the paper's
+        rule only.  False (default) = the paper's maps.
     """
 
     method: str = "dasr-star"
@@ -67,6 +70,7 @@ class RegionConfig:
     seed_chunk: int = 16
     max_seeds: int | None = None
     rule: str = "paper"
+    contrastive: bool = False
 
     def __post_init__(self):
         # Values can come from a file (a store's configuration, an experiment config): a wrong type
@@ -75,7 +79,7 @@ class RegionConfig:
                  "cascade_stride": (numbers.Integral,), "seed_chunk": (numbers.Integral,),
                  "max_seeds": (numbers.Integral, type(None)), "weighted_moments": (bool, np.bool_),
                  "method": (str,), "input_rule": (str,), "strided_conv": (str,), "backprop_dtype": (str,),
-                 "rule": (str,)}
+                 "rule": (str,), "contrastive": (bool, np.bool_)}
         for name, allowed in kinds.items():
             value = getattr(self, name)
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
@@ -92,6 +96,8 @@ class RegionConfig:
             raise InputError(f"rule must be one of {RULES}, got {self.rule!r}")
         if self.rule == "authors" and self.weighted_moments:
             raise InputError("the authors' rule takes unweighted moments; drop weighted_moments")
+        if self.rule == "authors" and self.contrastive:
+            raise InputError("contrastive excitation backprop is defined for the paper's rule only; drop contrastive")
         if self.nms_iou == METHOD_DEFAULT:
             object.__setattr__(self, "nms_iou", default_nms(self.method))
         if not 0.0 <= self.tau < 1.0:
