@@ -54,6 +54,7 @@ def test_extract_of_nothing_readable_exits_2(dasr_cli, tmp_path, bad_image):
     ("detect", "q.jpg", "--fixed-box-side", "nan"),
     ("detect", "q.jpg", "--max-side", "16"),
     ("extract", "d", "--out", "s.h5", "--limit", "-1"),
+    ("extract", "d", "--out", "s.h5", "--images-per-step", "0"),
     ("evaluate", "--benchmark", "instance-track", "--subsample", "-3"),
 ])
 def test_a_numeric_option_out_of_range_is_refused_before_any_work(dasr_cli, argv):
@@ -105,3 +106,12 @@ def test_whiten_never_writes_over_the_index(dasr_cli, sample_images, other_image
     text.write_text("mine")
     rc, _, stderr = dasr_cli("whiten", "--index", index, "--learn-from", other, "--out", text)
     assert rc == 2 and "not .npz" in stderr and text.read_text() == "mine"
+
+
+def test_images_per_step_is_refused_with_ray_and_used_locally(dasr_cli, sample_images, tmp_path):
+    rc, _, stderr = dasr_cli("extract", sample_images, "--out", tmp_path / "r.h5", *FAST, "--engine", "ray",
+                             "--images-per-step", "2")
+    assert rc == 2 and "--images-per-step is for the local engine" in stderr
+    rc, stdout, _ = dasr_cli("extract", sample_images, "--out", tmp_path / "s.h5", *FAST, "--quiet",
+                             "--images-per-step", "4")
+    assert rc == 0 and "6 extracted" in stdout
