@@ -9,12 +9,20 @@ Two commands (``benchmarks/gpu_check.sh`` runs the second on the GPU machine):
 * ``check BUNDLE OUT`` (there, on JAX): the same pipeline on every bundled image, timed, and its
   boxes matched against the reference; prints one table and writes ``OUT/gpu-check.json``.
 
-The pipeline is the Extractor's region path (forward, seeds, batched backprop, ellipses, NMS)
-composed from the same public functions, without :mod:`dasr.io.images` (OpenCV and Pillow are
-not on the GPU machine); the caffe preprocessing is Keras' own ``preprocess_input``, checked
-against :func:`dasr.io.images.preprocess_caffe` when the bundle is made.  The seeds go through
-the backprop in fixed-size chunks (the last one padded) so that JAX compiles once per image
-shape; the bundle takes images of the most common size, hence one or two shapes.
+The pipeline is the Extractor's batched region path (:meth:`Extractor.extract_inputs`: one
+forward pass for ``--images-per-step`` images of one shape, the seeds of all of them through
+fixed-size backprop chunks, ellipses on the device, NMS per image) composed from the same public
+functions, without :mod:`dasr.io.images` (OpenCV and Pillow are not on the GPU machine); the
+caffe preprocessing is Keras' own ``preprocess_input``, checked against
+:func:`dasr.io.images.preprocess_caffe` when the bundle is made.  Steps come in few shapes (a
+step's batch padded with blank images to a power of two, as the Extractor pads; the last chunk
+padded with zero seeds), and the warm-up runs one step of each, so nothing compiles in the
+timed pass; the bundle takes images of the most common size, hence one or two
+image shapes.
+
+``--images-per-step`` defaults to 8, the collection loop's GPU default
+(:data:`dasr.store.extract.GPU_IMAGES_PER_STEP`, not imported: that module needs OpenCV), chosen
+without a GPU to measure on (see there why).
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ import keras
 import numpy as np
 
 from dasr.model.backbone import build_backbone
-from dasr.model.backprop import ProbabilityBackprop, resolve_dtype, seed_probabilities
+from dasr.model import chunks
+from dasr.model.backprop import ProbabilityBackprop, resolve_dtype
 from dasr.regions import RegionConfig, activation_map, best_iou, find_seeds, nms
 
 METHODS = ("dasr", "dasr-star")
@@ -45,15 +54,18 @@ MANIFEST_FILE = "manifest.json"
 BUNDLE_LIMIT_MIB = 62
 # bfloat16 dense tensor-core peak of one H200 (SXM), the denominator of the achieved rate.
 H200_BF16_DENSE_TFLOPS = 790.0
+# The collection loop's GPU default (dasr.store.extract.GPU_IMAGES_PER_STEP).
+IMAGES_PER_STEP = 8
 
 
 # ----------------------------------------------------------------------------- the pipeline
 @dataclass
-class ImageResult:
-    """One image through one method: boxes (network-input pixels, after NMS) and timings."""
+class StepResult:
+    """One network step through one method: each image's boxes (network-input pixels, after NMS)
+    and seed count, and the step's timings."""
 
-    boxes: np.ndarray
-    seeds: int
+    boxes: list[np.ndarray]
+    seeds: list[int]
     forward_s: float
     backprop_s: float
     total_s: float
@@ -64,34 +76,51 @@ def network_input(rgb: np.ndarray) -> np.ndarray:
     return keras.applications.resnet50.preprocess_input(rgb[None].astype(np.float32))
 
 
-def image_regions(bp: ProbabilityBackprop, top_layer: str, x: np.ndarray, region: RegionConfig,
-                  chunk: int) -> ImageResult:
-    """The region boxes of one image (the Extractor's region path, without pooling)."""
+def step_regions(bp: ProbabilityBackprop, top_layer: str, x: np.ndarray, real: int, region: RegionConfig,
+                 chunk: int) -> StepResult:
+    """The region boxes of the first ``real`` images of the batch ``x`` (the rest is padding).
+
+    The Extractor's batched region path, without pooling: one forward pass, the seeds of every
+    image through the same fixed-size chunks, each seed gathering its own image's state.
+    """
     t0 = time.perf_counter()
     acts = bp.forward(x)
     top = keras.ops.convert_to_numpy(acts[top_layer])
     t1 = time.perf_counter()
-    seeds, scores = find_seeds(activation_map(top), region.method, region.max_seeds)
-    boxes = np.zeros((0, 4), np.float32)
-    if len(seeds):
-        state = bp.prepare(acts)
-        # Fixed chunk shape: pad the last chunk with copies of the first seed (discarded).
-        padded = np.concatenate([seeds, np.repeat(seeds[:1], -len(seeds) % chunk, 0)])
+    seeds, scores = zip(*(find_seeds(activation_map(top[i]), region.method, region.max_seeds) for i in range(real)))
+    counts = [len(s) for s in seeds]
+    boxes = [np.zeros((0, 4), np.float32) for _ in range(real)]
+    if sum(counts):
         # The GPU path of the Extractor: Eq. 4 computed with the maps, only boxes come back.
-        steps = [bp.backprop_ellipses(state, seed_probabilities(acts[top_layer], padded[i:i + chunk]),
-                                      tau=region.tau, weighted=region.weighted_moments, percentile=None)
-                 for i in range(0, len(padded), chunk)]
-        found_boxes = np.concatenate([b for b, _, _ in steps])[:len(seeds)]
-        kept = np.concatenate([k for _, _, k in steps])[:len(seeds)]
+        found_boxes, _, kept = chunks.seed_boxes(
+            bp, bp.prepare(acts), acts[top_layer], np.concatenate(seeds), chunk=chunk, rule="paper",
+            tau=region.tau, weighted=region.weighted_moments, percentile=None,
+            image=np.repeat(np.arange(real, dtype=np.int32), counts))
         t2 = time.perf_counter()
         h, w = x.shape[1:3]
-        found = np.flatnonzero(kept > 0)
-        boxes = np.clip(found_boxes[found], 0, [w, h, w, h]).astype(np.float32)
-        if region.nms_iou is not None and len(boxes):
-            boxes = boxes[nms(boxes, scores[found], region.nms_iou)]
+        cuts = np.cumsum(counts)[:-1]
+        for i, (b, k, sc) in enumerate(zip(np.split(found_boxes, cuts), np.split(kept, cuts), scores)):
+            found = np.flatnonzero(k > 0)
+            boxes[i] = np.clip(b[found], 0, [w, h, w, h]).astype(np.float32)
+            if region.nms_iou is not None and len(boxes[i]):
+                boxes[i] = boxes[i][nms(boxes[i], sc[found], region.nms_iou)]
     else:
         t2 = t1
-    return ImageResult(boxes, len(seeds), t1 - t0, t2 - t1, time.perf_counter() - t0)
+    return StepResult(boxes, counts, t1 - t0, t2 - t1, time.perf_counter() - t0)
+
+
+def steps_of(images: list[np.ndarray], per_step: int) -> list[tuple[list[int], np.ndarray]]:
+    """(image indices, (B, H, W, 3) input) of each step: up to ``per_step`` images of one shape,
+    padded with blank images to :func:`dasr.model.chunks.padded_batch` (as the Extractor pads)."""
+    steps = []
+    for shape in sorted({rgb.shape for rgb in images}):
+        rows = [i for i, rgb in enumerate(images) if rgb.shape == shape]
+        for k in range(0, len(rows), per_step):
+            part = rows[k:k + per_step]
+            x = np.concatenate([network_input(images[i]) for i in part])
+            x = np.concatenate([x, np.zeros((chunks.padded_batch(len(part)) - len(part), *x.shape[1:]), x.dtype)])
+            steps.append((part, x))
+    return steps
 
 
 def op_macs(bp: ProbabilityBackprop, height: int, width: int) -> tuple[float, float]:
@@ -230,27 +259,33 @@ def run_check(args) -> int:
     bb = build_backbone("resnet50", weights=bundle / WEIGHTS_FILE)
     build_s = time.perf_counter() - t0
     bp = ProbabilityBackprop(bb.model, bb.top_layer, input_offset=manifest["input_offset"], dtype=dtype)
-    shapes = sorted({rgb.shape[:2] for rgb in images})
+    steps = steps_of(images, args.images_per_step)
+    shapes = sorted({x.shape for _, x in steps})
     rows, per_method = [], {}
     for method in METHODS:
         region = RegionConfig(method=method, max_side=manifest["max_side"])
-        # Warm-up: one image of each shape compiles forward, prepare and backprop.
+        # Warm-up: one step of each (batch, image) shape compiles forward, prepare and the backprop step.
         t0 = time.perf_counter()
         for shape in shapes:
-            rgb = next(r for r in images if r.shape[:2] == shape)
-            image_regions(bp, bb.top_layer, network_input(rgb), region, args.seed_chunk)
+            part, x = next(st for st in steps if st[1].shape == shape)
+            step_regions(bp, bb.top_layer, x, len(part), region, args.seed_chunk)
         warmup_s = time.perf_counter() - t0
         results = []
+        boxes: list = [None] * len(images)
         t0 = time.perf_counter()
-        for rgb in images:
-            results.append(image_regions(bp, bb.top_layer, network_input(rgb), region, args.seed_chunk))
+        for part, x in steps:
+            results.append(step_regions(bp, bb.top_layer, x, len(part), region, args.seed_chunk))
+            for i, b in zip(part, results[-1].boxes):
+                boxes[i] = b
         wall = time.perf_counter() - t0
-        ious = np.concatenate([best_iou(reference[f"{method}/{i}"], r.boxes) for i, r in enumerate(results)])
-        seeds = sum(r.seeds for r in results)
+        ious = np.concatenate([best_iou(reference[f"{method}/{i}"], b) for i, b in enumerate(boxes)])
+        seeds_of = {i: n for (part, _), r in zip(steps, results) for i, n in zip(part, r.seeds)}
+        seeds = sum(seeds_of.values())
         fwd_macs, seed_macs = zip(*(op_macs(bp, *rgb.shape[:2]) for rgb in images))
-        flops = 2.0 * (sum(fwd_macs) + sum(m * r.seeds for m, r in zip(seed_macs, results)))
+        flops = 2.0 * (sum(fwd_macs) + sum(m * seeds_of[i] for i, m in enumerate(seed_macs)))
         row = {"method": method, "images": len(images), "images_per_s": len(images) / wall,
-               "forward_ms": 1e3 * float(np.median([r.forward_s for r in results])),
+               "steps": len(steps),
+               "forward_ms_per_step": 1e3 * float(np.median([r.forward_s for r in results])),
                "backprop_ms_per_seed": 1e3 * sum(r.backprop_s for r in results) / max(seeds, 1),
                "seeds": seeds, "achieved_tflops": flops / wall / 1e12,
                "warmup_s": warmup_s, "shapes": len(shapes),
@@ -259,25 +294,35 @@ def run_check(args) -> int:
                "reference_boxes": int(len(ious))}
         row["fraction_of_peak"] = row["achieved_tflops"] / args.peak_tflops
         rows.append(row)
-        per_method[method] = [r.boxes.tolist() for r in results]
+        per_method[method] = [b.tolist() for b in boxes]
     dev = device_report()
     report = {"device": dev, "dtype": dtype, "max_side": manifest["max_side"], "seed_chunk": args.seed_chunk,
+              "images_per_step": args.images_per_step,
               "build_s": build_s, "smoke": args.smoke, "peak_tflops": args.peak_tflops, "rows": rows,
               "python": sys.version.split()[0], "keras": keras.__version__, "boxes": per_method}
     (out / "gpu-check.json").write_text(json.dumps(report, indent=1))
     print(f"\n{dev}  dtype {dtype}  {manifest['max_side']} px  chunk {args.seed_chunk}  "
+          f"{args.images_per_step} images/step  "
           f"build {build_s:.1f} s  {'SMOKE (CPU, small)' if args.smoke else ''}")
-    print("| method | img/s | forward ms | backprop ms/seed | seeds | TFLOP/s | % of peak | warm-up s (shapes) "
+    print("| method | img/s | forward ms/step | backprop ms/seed | seeds | TFLOP/s | % of peak | warm-up s (shapes) "
           "| matched IoU mean / min | peak GiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         iou = "n/a" if r["matched_iou_mean"] is None else f"{r['matched_iou_mean']:.4f} / {r['matched_iou_min']:.4f}"
         mem = "n/a" if dev.get("peak_memory_gib") is None else f"{dev['peak_memory_gib']:.1f}"
-        print(f"| {r['method']} | {r['images_per_s']:.2f} | {r['forward_ms']:.1f} | {r['backprop_ms_per_seed']:.2f} "
+        print(f"| {r['method']} | {r['images_per_s']:.2f} | {r['forward_ms_per_step']:.1f} | {r['backprop_ms_per_seed']:.2f} "
               f"| {r['seeds']} | {r['achieved_tflops']:.3f} | {100 * r['fraction_of_peak']:.2f} "
               f"| {r['warmup_s']:.1f} ({r['shapes']}) | {iou} | {mem} |")
     print(f"\nwritten: {out / 'gpu-check.json'}")
     return 0
+
+
+def positive(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("out", help="folder for gpu-check.json")
     c.add_argument("--n", type=int, default=None, help="use only the first N bundled images")
     c.add_argument("--dtype", default="auto", help="backprop dtype (auto: bfloat16 where the hardware has it)")
-    c.add_argument("--seed-chunk", type=int, default=64, help="seeds per backprop call (fixed shape)")
+    c.add_argument("--seed-chunk", type=positive, default=64, help="seeds per backprop call (fixed shape)")
+    c.add_argument("--images-per-step", type=positive, default=IMAGES_PER_STEP,
+                   help=f"images per forward pass, their seeds sharing the chunks (default {IMAGES_PER_STEP})")
     c.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
     c.add_argument("--smoke", action="store_true", help="label the run as the CPU smoke test")
     args = parser.parse_args(argv)

@@ -14,7 +14,8 @@
 # Then the one command there: `bash benchmarks/gpu_check.sh /tmp/out` (prints one table, writes
 # /tmp/out/gpu-check.json). It installs the wheels into /tmp/dasr-gpu-site (pip --no-index
 # --no-deps --target: nothing else is touched), checks that `import keras` runs on jax, and runs
-# the check at the bundle's size (512 px) with a limit of GPU_CHECK_TIMEOUT seconds (default 290).
+# the check at the bundle's size (512 px), 8 images per network step, with a limit of
+# GPU_CHECK_TIMEOUT seconds (default 290).
 #
 # --smoke: on a machine without a GPU (JAX_PLATFORMS=cpu), with the interpreter's own keras (the
 # bundle's wheels are for CPython 3.12), on a small bundle made by
@@ -22,7 +23,8 @@
 # It proves the script end to end; its speeds say nothing about a GPU.
 #
 # Environment: PYTHON (default python3, or .venv/bin/python when it exists), GPU_CHECK_TIMEOUT,
-# GPU_CHECK_ARGS (extra arguments for `gpu_check.py check`, e.g. "--n 20 --seed-chunk 128").
+# GPU_CHECK_ARGS (extra arguments for `gpu_check.py check`, e.g. "--n 20 --seed-chunk 128
+# --images-per-step 16").
 set -euo pipefail
 
 die() { echo "gpu_check: ERROR: $1" >&2; exit "${2:-1}"; }
@@ -77,7 +79,8 @@ print(f"gpu_check: keras {keras.__version__} on jax {jax.__version__}, devices {
 EOF
 
 ARGS=(check "$BUNDLE" "$OUT_DIR")
-[[ $SMOKE == 1 ]] && ARGS+=(--smoke --seed-chunk 16)
+# Smoke: 2 images per step, so that the 3 bundled images make a full step and a padded one.
+[[ $SMOKE == 1 ]] && ARGS+=(--smoke --seed-chunk 16 --images-per-step 2)
 # shellcheck disable=SC2206
 ARGS+=(${GPU_CHECK_ARGS:-})
 say "running: $PY benchmarks/gpu_check.py ${ARGS[*]}"

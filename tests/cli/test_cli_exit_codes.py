@@ -54,6 +54,7 @@ def test_extract_of_nothing_readable_exits_2(dasr_cli, tmp_path, bad_image):
     ("detect", "q.jpg", "--fixed-box-side", "nan"),
     ("detect", "q.jpg", "--max-side", "16"),
     ("extract", "d", "--out", "s.h5", "--limit", "-1"),
+    ("extract", "d", "--out", "s.h5", "--images-per-step", "0"),
     ("evaluate", "--benchmark", "instance-track", "--subsample", "-3"),
 ])
 def test_a_numeric_option_out_of_range_is_refused_before_any_work(dasr_cli, argv):
@@ -116,3 +117,12 @@ def test_contrastive_flag_reaches_the_extractor_spec() -> None:
     off = spec_from_args(parser.parse_args(["detect", "x.jpg"]))
     assert (on.region.contrastive, on.region.stop_stride) == (True, 16)
     assert off.region.contrastive is False
+
+
+def test_images_per_step_is_refused_with_ray_and_used_locally(dasr_cli, sample_images, tmp_path):
+    rc, _, stderr = dasr_cli("extract", sample_images, "--out", tmp_path / "r.h5", *FAST, "--engine", "ray",
+                             "--images-per-step", "2")
+    assert rc == 2 and "--images-per-step is for the local engine" in stderr
+    rc, stdout, _ = dasr_cli("extract", sample_images, "--out", tmp_path / "s.h5", *FAST, "--quiet",
+                             "--images-per-step", "4")
+    assert rc == 0 and "6 extracted" in stdout

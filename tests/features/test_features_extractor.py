@@ -229,3 +229,79 @@ def test_figures_still_get_maps_on_device_path(backbone, two_objects) -> None:
     ex = Extractor(backbone, "dasr", RegionConfig(method="dasr", max_side=128), boxes_on_device=True)
     out = ex(two_objects, keep_maps=True)
     assert out.maps is not None and out.maps.shape[0] == len(out.regions)
+
+
+# --------------------------------------------------------------------------- many images per step
+# Images of two network-input shapes (two buckets; the bucket of three is padded to four with a
+# blank image); their seeds share the backprop chunks.  The batched results must be the
+# per-image ones: boxes to 1e-4 pixel, features to 1e-5 relative.
+
+
+@pytest.fixture(scope="module")
+def mixed_images(two_objects):
+    rng = np.random.default_rng(7)
+    same_shape = [two_objects, np.clip(two_objects.astype(int) + 40, 0, 255).astype(np.uint8),
+                  rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)]
+    other = np.full((150, 100, 3), 30, np.uint8)
+    other[20:90, 10:80] = rng.integers(0, 255, (70, 70, 3))
+    return [same_shape[0], other, same_shape[1], same_shape[2]]
+
+
+def chunk_images(ex: Extractor) -> list[int]:
+    """Records, per backprop step of ``ex``, how many different images its seed rows belong to."""
+    seen: list[int] = []
+    for name in ("backprop", "backprop_ellipses"):
+        real = getattr(ex.bp, name)
+
+        def spy(state, probs, image=None, *args, _real=real, **kwargs):
+            seen.append(0 if image is None else len(np.unique(np.asarray(image)[np.asarray(probs).any((1, 2, 3))])))
+            return _real(state, probs, image, *args, **kwargs)
+
+        setattr(ex.bp, name, spy)
+    return seen
+
+
+def assert_same_extraction(got, want) -> None:
+    assert got.scale == want.scale and got.input_size == want.input_size
+    np.testing.assert_array_equal(got.regions.seeds, want.regions.seeds)
+    np.testing.assert_allclose(got.regions.boxes, want.regions.boxes, atol=1e-4)
+    np.testing.assert_allclose(got.regions.ellipses[:, :4], want.regions.ellipses[:, :4], atol=1e-4)
+    np.testing.assert_allclose(got.regions.scores, want.regions.scores, rtol=1e-5)
+    np.testing.assert_allclose(got.features, want.features, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method, rule, on_device", [
+    ("dasr-star", "paper", True),
+    ("dasr", "paper", False),
+    ("dasr-star", "authors", False),
+    ("dasr", "authors", True),
+])
+def test_batch_equals_image_by_image(backbone, mixed_images, method, rule, on_device) -> None:
+    # The authors' peaks skip the border cells: a larger input.
+    region = RegionConfig(method=method, backprop_dtype="float32", seed_chunk=8, rule=rule,
+                          max_side=224 if rule == "authors" else 160)
+    ex = Extractor(backbone, method, region, boxes_on_device=on_device)
+    one_by_one = [ex(image) for image in mixed_images]
+    steps = chunk_images(ex)
+    batched = ex.extract_batch(mixed_images)
+    assert max(steps) >= 2  # a chunk held seeds of several images
+    assert sum(len(e.regions) for e in one_by_one) >= 4
+    for got, want in zip(batched, one_by_one):
+        assert_same_extraction(got, want)
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("dasr-star", {"cascade_stride": 8}), ("dasr-star", {"contrastive": True}), ("fixed-box", {}), ("gap", {}),
+])
+def test_batch_equals_image_by_image_for_the_other_paths(backbone, mixed_images, method, extra) -> None:
+    region = RegionConfig(method="dasr-star", backprop_dtype="float32", seed_chunk=5, max_side=128, **extra)
+    ex = Extractor(backbone, method, region, boxes_on_device=True)
+    for got, want in zip(ex.extract_batch(mixed_images), [ex(image) for image in mixed_images]):
+        assert_same_extraction(got, want)
+
+
+def test_batch_keeps_maps(backbone, mixed_images) -> None:
+    ex = Extractor(backbone, "dasr", RegionConfig(method="dasr", max_side=128, backprop_dtype="float32"))
+    for got, want in zip(ex.extract_batch(mixed_images, keep_maps=True),
+                         [ex(image, keep_maps=True) for image in mixed_images]):
+        np.testing.assert_allclose(got.maps, want.maps, rtol=1e-5, atol=1e-6 * want.maps.max())

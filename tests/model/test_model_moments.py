@@ -54,6 +54,19 @@ def numpy_rule(case: dict) -> dict:
     return {k: v for k, v in case.items()}
 
 
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow", reason="a TensorFlow trace")
+def test_sizes_unknown_when_compiled() -> None:
+    """TensorFlow retraces with relaxed shapes after a second image size: the sizes are then
+    int32 tensors, which once made the compiled step fail (``w * cell``: int32 times float)."""
+    import tensorflow as tf
+
+    compiled = tf.function(lambda m: device_ellipses(m, tau=0.1, cell=4.0),
+                           input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
+    maps = blob_maps(5, count=3, h=24, w=40)
+    for got, want in zip(compiled(maps), on_device(maps, tau=0.1, cell=4.0)):
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
 def test_one_pixel_rectangle_and_empty_map_by_hand() -> None:
     maps = np.zeros((3, 8, 10), np.float32)
     maps[0, 2, 3] = 5.0  # one pixel: a unit square, variance 1/12 -> half side 2*sqrt(1/12)

@@ -271,3 +271,86 @@ def test_an_image_over_the_whole_budget_is_skipped_naming_the_budget(extractor, 
     summary = extract_collection(extractor, images, out, progress=False)
     assert summary.extracted == 0 and len(summary.skipped) == len(NAMES)
     assert all("over the decode memory budget of 1 MiB" in reason for _, reason in summary.skipped)
+
+
+# --------------------------------------------------------------------------- many images per step
+# Five images, three of one network-input shape: with 3 images per step the first step has a
+# bucket of two and one of one, the last (incomplete) step a bucket of two.
+STEP_SIZES = [(96, 72), (96, 72), (80, 80), (64, 48), (96, 72)]
+
+
+@pytest.fixture(scope="module")
+def step_images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("steps") / "images"
+    write_collection(folder, seed=5, count=len(STEP_SIZES), sizes=STEP_SIZES)
+    return folder
+
+
+def assert_close_stores(got: RegionStore, want: RegionStore) -> None:
+    """The same images, in the same order, with the same regions up to float rounding."""
+    assert got.images == want.images
+    np.testing.assert_array_equal(got.offsets, want.offsets)
+    np.testing.assert_array_equal(got.sizes, want.sizes)
+    np.testing.assert_array_equal(got.arrays["seeds"], want.arrays["seeds"])
+    np.testing.assert_allclose(got.arrays["boxes"], want.arrays["boxes"], atol=1e-4)
+    # A batch's forward pass rounds differently (TensorFlow's CPU kernels depend on the batch):
+    # 1e-5 of the features' scale.
+    want_features = want.arrays["features"]
+    np.testing.assert_allclose(got.arrays["features"], want_features, rtol=1e-5, atol=1e-5 * np.abs(want_features).max())
+
+
+def test_many_images_per_step_give_the_default_store(extractor, step_images, tmp_path, monkeypatch, capsys):
+    real_read = extract_module.read_image
+    bad = sorted(p.name for p in step_images.iterdir())[1]
+
+    def one_bad(path, **kwargs):
+        if Path(path).name == bad:
+            raise ImageError(path, "truncated file")
+        return real_read(path, **kwargs)
+
+    monkeypatch.setattr(extract_module, "read_image", one_bad)
+    one = extract_collection(extractor, step_images, tmp_path / "one.h5", progress=False)
+    calls = []
+    real_inputs = Extractor.extract_inputs
+
+    def counted(self, inputs, keep_maps=False):
+        calls.append(len(inputs))
+        return real_inputs(self, inputs, keep_maps)
+
+    monkeypatch.setattr(Extractor, "extract_inputs", counted)
+    many = extract_collection(extractor, step_images, tmp_path / "many.h5", progress=False, images_per_step=3)
+    assert calls == [3, 1]  # the bad image is skipped, not waited for
+    assert many.skipped == one.skipped == [(bad, "truncated file")] and many.extracted == 4
+    assert f"skipped {step_images / bad}: truncated file" in capsys.readouterr().err
+    assert_close_stores(RegionStore.open(tmp_path / "many.h5"), RegionStore.open(tmp_path / "one.h5"))
+    assert read_skipped(tmp_path / "many.h5") == {bad: "truncated file"}
+
+
+def test_an_error_in_a_step_keeps_the_finished_steps(extractor, step_images, tmp_path, monkeypatch):
+    out = tmp_path / "store.h5"
+    real_inputs = Extractor.extract_inputs
+    calls = []
+
+    def second_fails(self, inputs, keep_maps=False):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated out-of-memory in the network")
+        return real_inputs(self, inputs, keep_maps)
+
+    monkeypatch.setattr(Extractor, "extract_inputs", second_fails)
+    with pytest.raises(RuntimeError, match="simulated out-of-memory"):
+        extract_collection(extractor, step_images, out, progress=False, images_per_step=2)
+    names = sorted(p.name for p in step_images.iterdir())
+    assert chunk_images(out) == (names[:2], {})
+    monkeypatch.setattr(Extractor, "extract_inputs", real_inputs)
+    summary = extract_collection(extractor, step_images, out, progress=False, images_per_step=2)
+    assert (summary.already_done, summary.extracted) == (2, 3)
+    default = extract_collection(extractor, step_images, tmp_path / "default.h5", progress=False)
+    assert default.extracted == 5
+    assert_close_stores(RegionStore.open(out), RegionStore.open(tmp_path / "default.h5"))
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.0, True])
+def test_images_per_step_must_be_a_positive_integer(extractor, images, tmp_path, value):
+    with pytest.raises(ValueError, match="images_per_step must be a positive integer"):
+        extract_collection(extractor, images, tmp_path / "s.h5", progress=False, images_per_step=value)

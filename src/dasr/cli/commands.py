@@ -137,6 +137,8 @@ def _extract_on_ray(args: argparse.Namespace) -> int:
     """``--engine ray``: exit code 1 when a shard failed with a bug, 2 when only with bad input."""
     if args.shard:
         raise CliError("--shard is for the local engine; --engine ray plans its own shards (--shard-size)")
+    if args.images_per_step is not None:
+        raise CliError("--images-per-step is for the local engine; Ray workers take their default")
     options = RayOptions(address=args.ray_address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker)
     summary = extract_on_ray(spec_from_args(args), args.images, args.out, root=args.root, shard_size=args.shard_size,
@@ -167,7 +169,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     extractor = spec_from_args(args).build()
     summary = extract_collection(extractor, args.images, args.out, root=args.root, shard=shard,
                                  feature_dtype="float16" if args.float16 else "float32",
-                                 progress=not args.quiet, limit=args.limit)
+                                 progress=not args.quiet, limit=args.limit, images_per_step=args.images_per_step)
     print(summary.line())
     if summary.skipped:
         print(f"skipped images are listed in {args.out}.skipped.tsv")

@@ -8,6 +8,7 @@ from dasr import __version__
 from dasr.cli import commands as c
 from dasr.cli.backend import BACKENDS
 from dasr.search.region_index import INDEX_KINDS
+from dasr.store.extract import GPU_IMAGES_PER_STEP
 from dasr.cli.options import (POSITIVE_INT, add_backbone_options, add_index_options, add_ray_options,
                               add_region_index_options, add_region_options, int_at_least)
 
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: only every n-th image starting at i (0-based)")
     p.add_argument("--float16", action="store_true", help="store features as float16")
     p.add_argument("--limit", type=POSITIVE_INT, help="only the first N images")
+    p.add_argument("--images-per-step", type=POSITIVE_INT, default=None,
+                   help="images through the network together, bucketed by input size (default: "
+                        f"{GPU_IMAGES_PER_STEP} where a GPU is visible, else 1; the same regions up to "
+                        "float rounding; local engine: Ray workers take their default)")
     p.add_argument("--quiet", action="store_true")
     add_ray_options(p)
     p.set_defaults(func=c.cmd_extract)

@@ -5,6 +5,12 @@ activation map -> batched probability backprop -> ellipses/boxes -> NMS -> avera
 the feature layer inside each box.  The global baselines (GAP/SPoC, MAC, R-MAC, CroW) share the
 forward pass and the feature layer, and give one whole-image "region" per image, so that an
 index of either kind is searched the same way.
+
+Several images per step (:meth:`Extractor.extract_inputs`, what the collection loop uses where a
+GPU is visible): images of the same network-input shape share one forward pass, and their seeds
+share the backprop's fixed-size chunks (:mod:`dasr.model.chunks`); images of different shapes
+go in separate buckets (never padded to a common shape, so no padding leaks into the seeds,
+moments or pooling).  The results are the per-image ones up to float rounding.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 
 from dasr.errors import InputError
@@ -21,14 +26,13 @@ from dasr.features import pooling
 from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, seed_rule
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
-from dasr.model.backprop import ProbabilityBackprop, resolve_dtype, seed_probabilities
+from dasr.model import chunks
+from dasr.model.backprop import ProbabilityBackprop, resolve_dtype
 from dasr.model.device import gpu_compute_capabilities
 from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
 from dasr.regions.ellipse import AUTHORS_PERCENTILE
 from dasr.regions import (Regions, RegionConfig, activation_map, ellipses_from_maps, find_seeds,
                           nms)
-
-kops = keras.ops
 
 # The network needs this much input for its stride-32 top layer to have at least one cell.
 MIN_INPUT_SIDE = 32
@@ -53,6 +57,23 @@ class Extraction:
     input_size: tuple[int, int]
     activation: np.ndarray
     maps: np.ndarray | None = None
+
+
+@dataclass
+class NetworkInput:
+    """One image made ready for the network: what a batch of images keeps of each.
+
+    Attributes:
+      x: (1, H', W', 3) float32 network input (:func:`prepare_input`).
+      scale: network-input pixels per original pixel.
+      size: (width, height) of the resized image (before any padding).
+      original: (width, height) of the original image.
+    """
+
+    x: np.ndarray
+    scale: float
+    size: tuple[int, int]
+    original: tuple[int, int]
 
 
 def prepare_input(image_rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -153,56 +174,72 @@ class Extractor:
     def feature_map(self, acts) -> np.ndarray:
         return np.asarray(acts[self.feature_layer][0])
 
-    def seed_maps(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None) -> np.ndarray:
-        """(S, H, W) probability maps of ``seeds``, back-propagated in chunks (by ``bp``, default the full one)."""
-        bp = bp or self.bp
-        state = bp.prepare(acts)
-        top = acts[self.backbone.top_layer]
-        chunk = max(1, self.region.seed_chunk)
-        out = [np.asarray(bp.backprop(state, seed_probabilities(top, seeds[i:i + chunk], self.region.rule)))
-               for i in range(0, len(seeds), chunk)]
-        return np.concatenate(out, 0) if out else np.zeros((0, 1, 1), np.float32)
+    def seed_maps(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None,
+                  image: np.ndarray | None = None) -> np.ndarray:
+        """(S, H, W) probability maps of ``seeds``, back-propagated in chunks (by ``bp``, default the full one).
 
-    def seed_boxes(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ``image``: None (``acts`` of one image) or (S,) each seed's row in the batch ``acts``.
+        """
+        bp = bp or self.bp
+        return chunks.seed_maps(bp, bp.prepare(acts), acts[self.backbone.top_layer], seeds,
+                                chunk=self.region.seed_chunk, rule=self.region.rule, image=image)
+
+    def seed_boxes(self, acts, seeds: np.ndarray, bp: ProbabilityBackprop | None = None,
+                   image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each seed's region before NMS, computed on the device with its map (never brought back).
 
         The same Eq. 4 as :meth:`boxes_from_maps` on :meth:`seed_maps` (to float32 rounding, see
-        :mod:`dasr.model.moments`).  Every chunk has ``seed_chunk`` rows (the last one padded with
-        zero seeds), so a compiled step is reused for every chunk of every image of a size.
+        :mod:`dasr.model.moments`), in fixed-size chunks (:func:`dasr.model.chunks.seed_boxes`).
+
+        Args:
+          acts, seeds, bp, image: as in :meth:`seed_maps`.
 
         Returns:
           (boxes (S, 4) in network-input pixels, ellipses (S, 5), kept (S,)); not clipped to the
           resized image (the caller clips, as for :meth:`boxes_from_maps`).
         """
         bp = bp or self.bp
-        state = bp.prepare(acts)
-        top = acts[self.backbone.top_layer]
-        chunk = max(1, self.region.seed_chunk)
-        percentile = AUTHORS_PERCENTILE if self.region.rule == "authors" else None
-        parts = []
-        for i in range(0, len(seeds), chunk):
-            probs = seed_probabilities(top, seeds[i:i + chunk], self.region.rule)
-            n = int(probs.shape[0])
-            if n < chunk:
-                probs = kops.pad(probs, [[0, chunk - n], [0, 0], [0, 0], [0, 0]])
-            out = bp.backprop_ellipses(state, probs, tau=self.region.tau, weighted=self.region.weighted_moments,
-                                       percentile=percentile)
-            parts.append([a[:n] for a in out])
-        if not parts:
-            return np.zeros((0, 4), np.float32), np.zeros((0, 5), np.float32), np.zeros(0, np.float32)
-        return tuple(np.concatenate(arrays, 0) for arrays in zip(*parts))
+        return chunks.seed_boxes(bp, bp.prepare(acts), acts[self.backbone.top_layer], seeds,
+                                 chunk=self.region.seed_chunk, rule=self.region.rule, tau=self.region.tau,
+                                 weighted=self.region.weighted_moments,
+                                 percentile=AUTHORS_PERCENTILE if self.region.rule == "authors" else None,
+                                 image=image)
+
+    def _seed_regions(self, acts, seeds: list[np.ndarray], bp: ProbabilityBackprop, keep_maps: bool,
+                      batched: bool) -> list[tuple]:
+        """Per image, (boxes, ellipses, kept, maps or None) of its seeds, by the device or the host path.
+
+        ``seeds``: one (S_i, 2) array per image of ``acts``; ``batched``: ``acts`` is a batch
+        and every image's seeds go through the same chunks.  Boxes in network-input pixels,
+        not clipped.
+        """
+        counts = [len(s) for s in seeds]
+        every = np.concatenate(seeds) if batched else seeds[0]
+        image = np.repeat(np.arange(len(seeds), dtype=np.int32), counts) if batched else None
+        maps = None
+        if self.boxes_on_device and not keep_maps:
+            found = self.seed_boxes(acts, every, bp, image)
+        else:
+            maps = self.seed_maps(acts, every, bp, image)
+            found = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments, bp.map_stride,
+                                       self.region.rule)
+        cuts = np.cumsum(counts)[:-1]
+        per_image = [np.split(a, cuts) for a in (*found, maps if maps is not None else np.zeros(len(every)))]
+        return [(b, e, k, m if maps is not None else None) for b, e, k, m in zip(*per_image)]
 
     def cascade_survivors(self, acts, seeds: np.ndarray, scores: np.ndarray, scale: float) -> np.ndarray:
         """Indices (ascending) of the seeds whose coarse boxes survive NMS (the cascade's first stage)."""
-        if self.boxes_on_device:
-            boxes, _, kept = self.seed_boxes(acts, seeds, self.coarse_bp)
-        else:
-            maps = self.seed_maps(acts, seeds, self.coarse_bp)
-            boxes, _, kept = ellipses_from_maps(maps, self.region.tau, self.region.weighted_moments,
-                                                self.coarse_bp.map_stride, self.region.rule)
-        found = np.flatnonzero(kept > 0)
-        return np.sort(found[nms(boxes[found] / scale, scores[found], self.region.nms_iou)])
+        return self._cascade(acts, [seeds], [scores], [scale], batched=False)[0]
+
+    def _cascade(self, acts, seeds: list[np.ndarray], scores: list[np.ndarray], scales: list[float],
+                 batched: bool) -> list[np.ndarray]:
+        """:meth:`cascade_survivors` of each image of ``acts`` (see :meth:`_seed_regions`)."""
+        out = []
+        for (boxes, _, kept, _), sc, scale in zip(self._seed_regions(acts, seeds, self.coarse_bp, False, batched),
+                                                  scores, scales):
+            found = np.flatnonzero(kept > 0)
+            out.append(np.sort(found[nms(boxes[found] / scale, sc[found], self.region.nms_iou)]))
+        return out
 
     def boxes_from_maps(self, maps: np.ndarray, input_size: tuple[int, int], tau: float | None = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,38 +268,96 @@ class Extractor:
         cells = pooling.boxes_to_cells(boxes_input, self.stride, fmap.shape[:2])
         return pooling.pool_regions(fmap, cells, self.pooling).astype(np.float32)
 
-    # --------------------------------------------------------------------- whole image
+    # --------------------------------------------------------------------- whole images
+    def network_input(self, image_rgb: np.ndarray) -> NetworkInput:
+        """The image made ready for the network (all a batch keeps of it)."""
+        x, scale, size = prepare_input(image_rgb, self.region.max_side)
+        return NetworkInput(x, scale, size, (int(image_rgb.shape[1]), int(image_rgb.shape[0])))
+
     def __call__(self, image_rgb: np.ndarray, keep_maps: bool = False) -> Extraction:
         """Regions and features of one RGB uint8 image."""
-        x, scale, (w, h), acts = self.forward(image_rgb)
-        amap = activation_map(np.asarray(acts[self.backbone.top_layer]))
-        fmap = self.feature_map(acts)
+        return self._extract_bucket([self.network_input(image_rgb)], keep_maps)[0]
+
+    def extract_batch(self, images: list[np.ndarray], keep_maps: bool = False) -> list[Extraction]:
+        """Regions and features of several RGB uint8 images (:meth:`extract_inputs`)."""
+        return self.extract_inputs([self.network_input(image) for image in images], keep_maps)
+
+    def extract_inputs(self, inputs: list[NetworkInput], keep_maps: bool = False) -> list[Extraction]:
+        """Regions and features of several images, many per network step.
+
+        The images are bucketed by network-input shape; each bucket is one forward pass (its
+        batch padded with blank images to a power of two, so that a compiling backend sees few
+        batch sizes), and the seeds of all its images share fixed-size backprop chunks.  The
+        results are the per-image ones (:meth:`__call__`) up to float rounding.
+
+        Args:
+          inputs: :meth:`network_input` of each image.
+          keep_maps: also return each region's probability map.
+
+        Returns:
+          One :class:`Extraction` per input, in order.
+        """
+        out: list[Extraction | None] = [None] * len(inputs)
+        buckets: dict[tuple, list[int]] = {}
+        for i, inp in enumerate(inputs):
+            buckets.setdefault(inp.x.shape, []).append(i)
+        for rows in buckets.values():
+            for i, extraction in zip(rows, self._extract_bucket([inputs[i] for i in rows], keep_maps, batched=True)):
+                out[i] = extraction
+        return out
+
+    def _extract_bucket(self, inputs: list[NetworkInput], keep_maps: bool, batched: bool = False
+                        ) -> list[Extraction]:
+        """One forward pass for ``inputs`` (one shape); ``batched=False``: one image, today's calls."""
+        x = inputs[0].x
+        if batched:
+            blank = [np.zeros_like(x)] * (chunks.padded_batch(len(inputs)) - len(inputs))
+            x = np.concatenate([inp.x for inp in inputs] + blank)
+        acts = self.bp.forward(x)
+        top, fmaps = np.asarray(acts[self.backbone.top_layer]), np.asarray(acts[self.feature_layer])
+        amaps = [activation_map(top[i]) for i in range(len(inputs))]
         if self.method in GLOBAL_METHODS:
-            vec = pooling.global_descriptor(fmap[: -(-h // self.stride), : -(-w // self.stride)], self.method)
-            box = np.array([[0, 0, image_rgb.shape[1], image_rgb.shape[0]]], np.float32)
-            regions = Regions(box, np.ones(1, np.float32), np.zeros((1, 2), np.int32),
-                              np.zeros((1, 5), np.float32), np.ones(1, np.float32))
-            return Extraction(regions, vec[None].astype(np.float32), scale, (w, h), amap)
-        seeds, scores = find_seeds(amap, self.region.method, self.region.max_seeds, self.region.rule)
-        maps = None
+            return [self._global(inp, amap, fmap) for inp, amap, fmap in zip(inputs, amaps, fmaps)]
+        seeds, scores = map(list, zip(*(find_seeds(amap, self.region.method, self.region.max_seeds,
+                                                   self.region.rule) for amap in amaps)))
         if self.method == "fixed-box":
-            cy = (seeds[:, 0] + 0.5) * 32.0
-            cx = (seeds[:, 1] + 0.5) * 32.0
-            half = self.fixed_box_side / 2
-            boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1)
-            boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
-            ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1)
-            kept = np.zeros(len(seeds), np.float32)
+            found = [self._fixed_boxes(s, inp.size) for s, inp in zip(seeds, inputs)]
         else:
-            if self.coarse_bp is not None and len(seeds):
-                survivors = self.cascade_survivors(acts, seeds, scores, scale)
-                seeds, scores = seeds[survivors], scores[survivors]
-            if self.boxes_on_device and not keep_maps:
-                boxes, ellipses, kept = self.seed_boxes(acts, seeds)
-                boxes = np.clip(boxes, 0, [w, h, w, h])
-            else:
-                maps = self.seed_maps(acts, seeds)
-                boxes, ellipses, kept = self.boxes_from_maps(maps, (w, h))
+            if self.coarse_bp is not None and any(len(s) for s in seeds):
+                survivors = self._cascade(acts, seeds, scores, [inp.scale for inp in inputs], batched)
+                seeds = [s[k] for s, k in zip(seeds, survivors)]
+                scores = [s[k] for s, k in zip(scores, survivors)]
+            found = self._seed_regions(acts, seeds, self.bp, keep_maps, batched)
+        return [self._finish(inp, amap, fmap, s, sc, *f, keep_maps)
+                for inp, amap, fmap, s, sc, f in zip(inputs, amaps, fmaps, seeds, scores, found)]
+
+    def _global(self, inp: NetworkInput, amap: np.ndarray, fmap: np.ndarray) -> Extraction:
+        """A global baseline's one whole-image region."""
+        w, h = inp.size
+        vec = pooling.global_descriptor(fmap[: -(-h // self.stride), : -(-w // self.stride)], self.method)
+        box = np.array([[0, 0, *inp.original]], np.float32)
+        regions = Regions(box, np.ones(1, np.float32), np.zeros((1, 2), np.int32),
+                          np.zeros((1, 5), np.float32), np.ones(1, np.float32))
+        return Extraction(regions, vec[None].astype(np.float32), inp.scale, inp.size, amap)
+
+    def _fixed_boxes(self, seeds: np.ndarray, size: tuple[int, int]) -> tuple:
+        """The ``fixed-box`` control: a square centred on each seed (boxes, ellipses, kept, no maps)."""
+        w, h = size
+        cy = (seeds[:, 0] + 0.5) * 32.0
+        cx = (seeds[:, 1] + 0.5) * 32.0
+        half = self.fixed_box_side / 2
+        boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1)
+        ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1)
+        return boxes, ellipses, np.zeros(len(seeds), np.float32), None
+
+    def _finish(self, inp: NetworkInput, amap: np.ndarray, fmap: np.ndarray, seeds: np.ndarray,
+                scores: np.ndarray, boxes: np.ndarray, ellipses: np.ndarray, kept: np.ndarray,
+                maps: np.ndarray | None, keep_maps: bool) -> Extraction:
+        """One image's regions from its seeds' boxes (network-input pixels): clip, drop, NMS, pool."""
+        w, h = inp.size
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        if self.method == "fixed-box":
+            boxes = boxes.astype(np.float32)
         regions = Regions(boxes, scores, seeds, ellipses.astype(np.float32), kept)
         if self.method != "fixed-box":
             # A seed whose map is all zero (e.g. a black image: no pixel carries any
@@ -273,10 +368,10 @@ class Extractor:
         # Back to the original image's coordinates (rounding the resized size can overshoot);
         # the features are pooled on the network-input boxes.
         boxes_input = regions.boxes
-        orig_h, orig_w = image_rgb.shape[:2]
-        regions.boxes = np.clip(boxes_input / scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
+        orig_w, orig_h = inp.original
+        regions.boxes = np.clip(boxes_input / inp.scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
         regions.ellipses = regions.ellipses.copy()
-        regions.ellipses[:, :4] /= scale
+        regions.ellipses[:, :4] /= inp.scale
         nms_iou = self.region.nms_iou
         if nms_iou is not None and len(regions):
             # On the stored (original-coordinate) boxes and scores, so that a store with NMS is
@@ -286,7 +381,7 @@ class Extractor:
             boxes_input = boxes_input[keep]
             maps = maps[keep] if maps is not None else None
         features = self.pool(fmap, boxes_input)
-        return Extraction(regions, features, scale, (w, h), amap, maps if keep_maps else None)
+        return Extraction(regions, features, inp.scale, inp.size, amap, maps if keep_maps else None)
 
     def describe_box(self, image_rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """The feature of a query box (original image coordinates), pooled like a region's."""

@@ -49,9 +49,11 @@ gradients.  Its seed is 1/C on every channel at the peak cell (:func:`seed_proba
 map is the channel sum clamped at 0.  The strided-convolution option applies to its
 convolutions as well.
 
-Everything runs batched: one forward pass per image, the normalisers ``W⁺A`` (and the Add
-split fractions) computed once per image, and the seeds on the batch axis of the
-transposed convolutions, in chunks.
+Everything runs batched: one forward pass per image (or per batch of images of one input
+shape), the normalisers ``W⁺A`` (and the Add split fractions) computed once per image, and the
+seeds on the batch axis of the transposed convolutions, in chunks.  With a batch of images each
+seed row names its image, and the compiled step gathers that image's normalisers, so one chunk
+holds seeds of several images (:mod:`dasr.model.chunks`).
 
 The code is backend-neutral (``keras.ops``): it runs on the Keras backend chosen the Keras way
 (``KERAS_BACKEND=tensorflow``, the default, or ``jax``).  The transposed maps and the
@@ -70,6 +72,8 @@ import numpy as np
 
 from dasr.model import contrast, transpose
 from dasr.model.moments import device_ellipses
+# Public here since before the seed chunks had their own module.
+from dasr.model.chunks import seed_probabilities  # noqa: F401
 from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
 
 INPUT_RULES = ("raw", "shift")
@@ -284,6 +288,9 @@ class ProbabilityBackprop:
         state = bp.prepare(acts)               # normalisers, once per image
         maps = bp.backprop(state, top_probs)   # (S, H, W) pixel maps, S seeds at once
 
+    A batch of B images of one shape: ``forward`` on (B, H, W, 3), ``prepare`` as above, and
+    ``backprop(state, top_probs, image)`` with ``image`` (S,) the batch row of each seed.
+
     Args:
       model: a functional Keras CNN (see :func:`trace_graph` for supported layers).
       top: name of the layer the seeds live on.
@@ -352,7 +359,7 @@ class ProbabilityBackprop:
         """One forward pass; returns the top, the extra outputs and every tensor the backprop needs.
 
         Args:
-          x: (1, H, W, 3) network input (float32 array or backend tensor).
+          x: (B, H, W, 3) network input (float32 array or backend tensor), usually B = 1.
 
         Returns:
           {tensor id: backend tensor}, the network input included.
@@ -375,7 +382,7 @@ class ProbabilityBackprop:
         if self.input_rule == "raw":
             return x + self.input_offset
         if self.input_rule == "shift":
-            return x - kops.min(x)
+            return x - transpose.image_min(x)
         return x
 
     # ------------------------------------------------------------------ normalisers
@@ -388,11 +395,11 @@ class ProbabilityBackprop:
                 pad = self._padded_input(op)
                 if pad is None:
                     a = values[op.inputs[0]]
-                    a = a - kops.min(a)
+                    a = a - transpose.image_min(a)
                 else:  # shifted by the unpadded input's minimum, then zero-padded (torch's padded conv)
                     (t, b), (l, r) = pad.crop
                     x = values[pad.inputs[0]]
-                    a = kops.pad(x - kops.min(x), [[0, 0], [t, b], [l, r], [0, 0]])
+                    a = kops.pad(x - transpose.image_min(x), [[0, 0], [t, b], [l, r], [0, 0]])
                 z = transpose.conv(a, kernels[op.name], op.strides, op.padding, op.window)
                 state[f"{op.name}/A"] = a
                 state[f"{op.name}/invZ"] = kops.where(z < AUTHORS_EPS, kops.zeros_like(z),
@@ -435,12 +442,19 @@ class ProbabilityBackprop:
         return state
 
     def prepare(self, acts: dict) -> dict:
-        """The per-image state of the backprop (:meth:`forward`'s output in, backend tensors out)."""
+        """The per-image state of the backprop (:meth:`forward`'s output in, backend tensors out).
+
+        Every tensor keeps the batch axis of :meth:`forward`'s input: row b is image b's state.
+        """
         return self._prepare_fn(self._kernels, {k: v for k, v in acts.items() if k in self.needed or k == self.input_id})
 
     # ------------------------------------------------------------------ backward
-    def _backprop(self, kernels: dict, state: dict, top_probs):
+    def _backprop(self, kernels: dict, state: dict, top_probs, image=None):
         probs: dict = {self.top: kops.cast(top_probs, self.dtype)}
+
+        def own(key, p):
+            """``state[key]`` for the seed rows of ``p``: a batch's state gathered per seed, in the step."""
+            return state[key] if image is None else transpose.take_rows(state[key], image, after=p)
 
         def give(tensor_id, p):
             probs[tensor_id] = probs[tensor_id] + p if tensor_id in probs else p
@@ -450,19 +464,19 @@ class ProbabilityBackprop:
                 continue
             p = probs.pop(op.output)
             if self.dual is not None and op.output == self.dual.output:  # the contrast: minus the dual's P̄
-                for src, q in contrast.dual_probabilities(self.dual, kernels, state, p, state["dual/invZ"]):
+                for src, q in contrast.dual_probabilities(self.dual, kernels, lambda key: own(key, p), p):
                     give(src, -q)
             if op.kind == "relu" or op.relu:
-                p = p * state[f"{op.name}/mask"]
+                p = p * own(f"{op.name}/mask", p)
             if op.kind in ("pass", "relu"):
                 give(op.inputs[0], p)
             elif op.kind in ("posscale", "scale"):
                 give(op.inputs[0], p * kops.cast(op.scale_positive, self.dtype))
             elif op.kind == "maxpool":
-                give(op.inputs[0], transpose.max_pool_transpose(p, state[f"{op.name}/A"], op.pool_size,
+                give(op.inputs[0], transpose.max_pool_transpose(p, own(f"{op.name}/A", p), op.pool_size,
                                                                 op.strides, op.padding))
             elif op.kind == "avgpool":  # the average's own gradient
-                give(op.inputs[0], transpose.window_pool_transpose(p, state[f"{op.name}/A"], op.pool_size,
+                give(op.inputs[0], transpose.window_pool_transpose(p, own(f"{op.name}/A", p), op.pool_size,
                                                                    op.strides, op.padding))
             elif op.kind == "pad":
                 (t, b), (l, r) = op.crop
@@ -470,10 +484,10 @@ class ProbabilityBackprop:
                 give(op.inputs[0], p[:, t:h - b, l:w - r, :])
             elif op.kind == "add":
                 for k, src in enumerate(op.inputs):
-                    give(src, p if self.rule == "authors" else p * state[f"{op.name}/frac{k}"])
+                    give(src, p if self.rule == "authors" else p * own(f"{op.name}/frac{k}", p))
             elif op.kind in ("conv", "pool"):
-                a = state[f"{op.name}/A"]
-                y = p * state[f"{op.name}/invZ"]
+                a = own(f"{op.name}/A", p)
+                y = p * own(f"{op.name}/invZ", p)
                 if op.kind == "pool":
                     back = transpose.window_pool_transpose(y, a, op.pool_size, op.strides, op.padding)
                 else:
@@ -484,19 +498,23 @@ class ProbabilityBackprop:
             total = kops.relu(total)
         return kops.cast(total, "float32")
 
-    def backprop(self, state: dict, top_probs):
+    def backprop(self, state: dict, top_probs, image=None):
         """Pixel maps for a batch of seeds.
 
         Args:
-          state: :meth:`prepare`'s output for the image.
+          state: :meth:`prepare`'s output for the image (or the batch of images).
           top_probs: (S, h, w, C) P at the top layer, one seed per batch row.
+          image: None (the state is one image's) or (S,) int32, each seed's row in the batch.
 
         Returns:
           (S, H, W) float32 maps (a backend tensor), one value per ``map_stride`` input pixels.
         """
-        return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs))
+        if image is None:
+            return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs))
+        return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs),
+                                 kops.convert_to_tensor(image, "int32"))
 
-    def backprop_ellipses(self, state: dict, top_probs, *, tau: float, weighted: bool,
+    def backprop_ellipses(self, state: dict, top_probs, image=None, *, tau: float, weighted: bool,
                           percentile: float | None):
         """Eq. 4's ellipses and boxes of a batch of seeds, computed where the maps are.
 
@@ -504,8 +522,9 @@ class ProbabilityBackprop:
         only S x (box, ellipse, kept fraction) leaves the device, never the S x H x W maps.
 
         Args:
-          state: :meth:`prepare`'s output for the image.
+          state: :meth:`prepare`'s output for the image (or the batch of images).
           top_probs: (S, h, w, C) P at the top layer, one seed per batch row.
+          image: as in :meth:`backprop`.
           tau, weighted, percentile: the keep rule (see :func:`~dasr.model.moments.device_ellipses`).
 
         Returns:
@@ -513,36 +532,14 @@ class ProbabilityBackprop:
         """
         key = (float(tau), bool(weighted), percentile)
         if key not in self._ellipse_fns:
-            def step(kernels, state, top_probs):
-                maps = self._backprop(kernels, state, top_probs)
+            def step(kernels, state, top_probs, image=None):
+                maps = self._backprop(kernels, state, top_probs, image)
                 return device_ellipses(maps, tau=key[0], weighted=key[1], cell=float(self.map_stride),
                                        percentile=key[2])
 
             self._ellipse_fns[key] = transpose.jit(step)
-        out = self._ellipse_fns[key](self._kernels, state, kops.convert_to_tensor(top_probs))
+        args = (self._kernels, state, kops.convert_to_tensor(top_probs))
+        if image is not None:
+            args += (kops.convert_to_tensor(image, "int32"),)
+        out = self._ellipse_fns[key](*args)
         return tuple(np.asarray(t, np.float32) for t in out)
-
-
-def seed_probabilities(top, seeds: np.ndarray, rule: str = "paper"):
-    """P at the top layer for each seed: the seed's activation vector at its cell, 0 elsewhere.
-
-    The paper approximates P(B_ij) by B_ij at the last conv layer (Section 3.1).  The authors'
-    code starts from a 1 at the peak of the channel-mean map, i.e. 1/C on every channel of the
-    seed's cell (``rule="authors"``).
-
-    Args:
-      top: (1, h, w, C) activations of the top layer (array or backend tensor).
-      seeds: (S, 2) int (row, col) positions.
-      rule: ``paper`` or ``authors``.
-
-    Returns:
-      (S, h, w, C) backend tensor.
-    """
-    top = kops.convert_to_tensor(top)
-    h, w = top.shape[1], top.shape[2]
-    seeds = np.asarray(seeds, np.int64).reshape(-1, 2)
-    onehot = np.zeros((len(seeds), h, w, 1), np.float32)
-    onehot[np.arange(len(seeds)), seeds[:, 0], seeds[:, 1], 0] = 1.0
-    if rule == "authors":
-        return kops.convert_to_tensor(np.repeat(onehot, top.shape[3], axis=3) / np.float32(top.shape[3]))
-    return kops.convert_to_tensor(onehot) * top

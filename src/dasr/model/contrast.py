@@ -131,22 +131,24 @@ def dual_inverse_normaliser(dual: DualTop, kernels: dict, state: dict):
     return transpose.safe_inverse(z)
 
 
-def dual_probabilities(dual: DualTop, kernels: dict, state: dict, p, inverse):
+def dual_probabilities(dual: DualTop, kernels: dict, state_rows: Callable[[str], Any], p):
     """The dual's probabilities at the inputs of the top linear map.
 
     Args:
       dual: :func:`find_dual`'s answer.
-      kernels, state: the backprop's kernels and per-image state (each conv's input ``A``).
+      kernels: the backprop's kernels.
+      state_rows: a state key -> that state for ``p``'s seed rows (each conv's input ``A``, and
+        ``dual/invZ``, :func:`dual_inverse_normaliser`'s answer): one image's state, or a batch's
+        gathered per seed.
       p: (S, h, w, C) the probability at ``dual.output``, one seed per row.
-      inverse: :func:`dual_inverse_normaliser`'s answer for the image.
 
     Returns:
       [(tensor id, (S, ...) P̄ there)], one per negated convolution.
     """
-    y = p * inverse
+    y = p * state_rows("dual/invZ")
     out = []
     for op in dual.convs:
-        a = state[f"{op.name}/A"]
+        a = state_rows(f"{op.name}/A")
         out.append((op.inputs[0], a * transpose.conv_transpose(y, kernels[dual_key(op.name)], a, op.strides,
                                                                  op.padding, op.window)))
     return out

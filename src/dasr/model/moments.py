@@ -42,6 +42,9 @@ def device_ellipses(maps, tau: float = 0.1, weighted: bool = False, cell: float 
     """
     maps = ops.cast(maps, "float32")
     s, h, w = ops.shape(maps)
+    # Sizes as float32 tensors: TensorFlow's compiled step may see the sizes as int32 tensors
+    # (a tf.function retraced with relaxed shapes after a second image size).
+    hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
     flat = ops.reshape(maps, (s, h * w))
     if percentile is None:
         peak = ops.max(flat, axis=1)
@@ -68,7 +71,7 @@ def device_ellipses(maps, tau: float = 0.1, weighted: bool = False, cell: float 
     vxx = ops.sum(wx * dx * dx, axis=1) / safe + square
     vxy = ops.sum(ops.sum(weights * dx[:, None, :], axis=2) * dy, axis=1) / safe
     half_w, half_h = 2.0 * ops.sqrt(vxx), 2.0 * ops.sqrt(vyy)
-    limits = ops.convert_to_tensor([w * cell, h * cell, w * cell, h * cell], dtype="float32")
+    limits = ops.stack([wf * cell, hf * cell, wf * cell, hf * cell])
     boxes = ops.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
     boxes = ops.minimum(ops.maximum(boxes, 0.0), limits[None])
     mean_v, diff = (vxx + vyy) / 2.0, (vxx - vyy) / 2.0
@@ -79,5 +82,5 @@ def device_ellipses(maps, tau: float = 0.1, weighted: bool = False, cell: float 
     found = (mass > 0)[:, None]
     boxes = ops.where(found, boxes, 0.0)
     ellipses = ops.where(found, ellipses, 0.0)
-    kept = ops.sum(ops.cast(ops.reshape(keep, (s, h * w)), "float32"), axis=1) / float(h * w)
+    kept = ops.sum(ops.cast(ops.reshape(keep, (s, h * w)), "float32"), axis=1) / (hf * wf)
     return boxes, ellipses, kept

@@ -51,6 +51,14 @@ def safe_inverse(z):
     return ops.divide_no_nan(ops.ones_like(z), z)
 
 
+def image_min(x):
+    """Each image's minimum, (B, 1, 1, 1): a batch of images must not share one shift.
+
+    With one image it is the whole tensor's minimum, the same value (a minimum is exact).
+    """
+    return ops.min(x, axis=(1, 2, 3), keepdims=True)
+
+
 # ----------------------------------------------------------------------------- transposes
 def _batched_like(y, like):
     """The shape of ``like`` (one image's input of the map) with ``y``'s batch (the seeds)."""
@@ -87,11 +95,13 @@ def conv_transpose(y, kernel, like, strides, padding: str, window: bool = False)
 
 
 def max_pool_transpose(y, like, size, strides, padding: str):
-    """The ordinary gradient of max pooling at the input ``like`` (one image), for a batch ``y``.
+    """The ordinary gradient of max pooling at the input ``like``, for a batch ``y``.
 
     Each output's signal goes to its window's maximum (the authors' rule keeps max pooling's
-    gradient).  TensorFlow: ``MaxPoolGrad`` on ``like`` repeated along the seeds; JAX: the
-    vector-Jacobian product at ``like``, mapped over the seeds.
+    gradient).  ``like`` is one image's input (batch 1) or one input per row of ``y`` (the
+    seeds of a batch of images, each with its image's input).  TensorFlow: ``MaxPoolGrad`` on
+    ``like`` repeated along the seeds; JAX: the vector-Jacobian product at ``like``, mapped
+    over the seeds (and over the inputs when there is one per seed).
     """
     if BACKEND == "tensorflow":
         shape = _batched_like(y, like)
@@ -99,8 +109,29 @@ def max_pool_transpose(y, like, size, strides, padding: str):
         pooled = tf.nn.max_pool2d(x, size, strides, padding)
         return tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=pooled, grad=y, ksize=[1, *size, 1],
                                       strides=[1, *strides, 1], padding=padding)
-    _, vjp = jax.vjp(lambda t: ops.max_pool(t, tuple(size), tuple(strides), padding.lower()), like)
-    return jax.vmap(lambda row: vjp(row[None])[0][0])(y)
+
+    def pool(t):
+        return ops.max_pool(t, tuple(size), tuple(strides), padding.lower())
+
+    if like.shape[0] == 1:
+        _, vjp = jax.vjp(pool, like)
+        return jax.vmap(lambda row: vjp(row[None])[0][0])(y)
+    return jax.vmap(lambda a, row: jax.vjp(pool, a[None])[1](row[None])[0][0])(like, y)
+
+
+# ----------------------------------------------------------------------------- batches
+def take_rows(x, rows, after):
+    """``x[rows]`` (a batch's per-image state, one row per seed), computed after ``after``.
+
+    TensorFlow runs an op as soon as its inputs are ready: gathers of the state alone would all
+    run when the step starts and hold every layer's gathered state at once; the control
+    dependency on the layer's incoming signal ``after`` runs each in its layer's turn.  XLA (JAX)
+    fuses the gather into its consumers.
+    """
+    if BACKEND == "tensorflow":
+        with tf.control_dependencies([after]):
+            return tf.gather(x, rows, axis=0)
+    return ops.take(x, rows, axis=0)
 
 
 # ----------------------------------------------------------------------------- compilation

@@ -4,6 +4,10 @@ Images are decoded and resized by a small thread pool ahead of the network (Open
 release the GIL), so the network never waits for JPEG decoding.  Every finished image goes to
 a :class:`dasr.store.StoreWriter`, which makes the run resumable after any interruption.
 
+Where a GPU is visible, several images go through the network per step
+(:meth:`dasr.features.extractor.Extractor.extract_inputs`, ``images_per_step``); on a CPU the
+default stays one image per step, the path whose stores are bit-identical to earlier ones.
+
 Only an error about the image itself (:class:`dasr.io.images.ImageError`: missing, truncated,
 not an image, too large...) is reported (file and cause), recorded in the store's
 ``.skipped.tsv`` and skipped. Any other error (in the network, out of memory, a bug in the
@@ -27,15 +31,28 @@ from dasr.errors import InputError
 from dasr.store.config import BACKEND_KEY
 from dasr.store.errors import CollectionNotFoundError
 from dasr.store.identity import check_unchanged, file_identity
-from dasr.features.extractor import Extractor
+from dasr.features.extractor import Extractor, NetworkInput
 from dasr.io.budget import DecodeBudget
 from dasr.io.images import DecodedImage, ImageError, list_images, read_image
-from dasr.model.device import BACKEND
+from dasr.model.device import BACKEND, gpu_compute_capabilities
 from dasr.regions import Regions
 from dasr.store.reader import RegionStore
 from dasr.store.shards import shard_of
 from dasr.store.skipped import read_skipped
 from dasr.store.writer import StoreWriter
+
+
+# Images per network step where a GPU is visible.  Chosen, not measured (no GPU here): at
+# 512 px, 8 images give DASR (a few seeds per image) about one full seed chunk per step and
+# DASR* (tens of seeds per image) several, while 8 images' activations and normalisers stay a
+# small part of a data-centre GPU's memory; benchmarks/gpu_check.py --images-per-step measures
+# other values.
+GPU_IMAGES_PER_STEP = 8
+
+
+def default_images_per_step() -> int:
+    """:data:`GPU_IMAGES_PER_STEP` where a GPU is visible, else 1 (the per-image path, bit-identical stores)."""
+    return GPU_IMAGES_PER_STEP if gpu_compute_capabilities() else 1
 
 
 @dataclass
@@ -221,8 +238,32 @@ def _extract_one(extractor: Extractor, writer: StoreWriter, summary: ExtractSumm
     except ImageError as e:  # the image itself: reported, the run goes on
         _skip(writer, summary, base, rel_path, e.reason)
         return
-    writer.add(rel_path, order, (int(image.shape[1]), int(image.shape[0])), regions_record(ex),
-               identity=(decoded.file_size, decoded.sha256))
+    _store(writer, summary, base, order, rel_path, (int(image.shape[1]), int(image.shape[0])),
+           (decoded.file_size, decoded.sha256), ex)
+
+
+@dataclass
+class _Waiting:
+    """An image waiting for its batch: only its network input is kept (the decoded pixels go back)."""
+
+    order: int
+    rel_path: str
+    identity: tuple[int, str]
+    inp: NetworkInput
+
+
+def _extract_waiting(extractor: Extractor, writer: StoreWriter, summary: ExtractSummary, base: Path,
+                     waiting: list[_Waiting]) -> None:
+    """The waiting images through the network together, into the writer in their order."""
+    for item, ex in zip(waiting, extractor.extract_inputs([w.inp for w in waiting])):
+        _store(writer, summary, base, item.order, item.rel_path, item.inp.original, item.identity, ex)
+    waiting.clear()
+
+
+def _store(writer: StoreWriter, summary: ExtractSummary, base: Path, order: int, rel_path: str,
+           size: tuple[int, int], identity: tuple[int, str], ex) -> None:
+    """One image's regions into the writer, counted (and reported when it has none)."""
+    writer.add(rel_path, order, size, regions_record(ex), identity=identity)
     summary.extracted += 1
     summary.regions += len(ex.regions)
     if len(ex.regions) == 0:
@@ -234,7 +275,8 @@ def _extract_one(extractor: Extractor, writer: StoreWriter, summary: ExtractSumm
 def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str | os.PathLike, *,
                        root: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
                        feature_dtype: str = "float32", progress: bool = True,
-                       limit: int | None = None, regions_from: RegionStore | None = None) -> ExtractSummary:
+                       limit: int | None = None, regions_from: RegionStore | None = None,
+                       images_per_step: int | None = None) -> ExtractSummary:
     """Extracts every image of a collection into ``out`` (resuming a partial run).
 
     Args:
@@ -249,14 +291,22 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
       regions_from: a finished store of these images whose regions differ from the wanted ones
         only in the feature layer or pooling (see :mod:`dasr.store.derive`): its boxes are pooled
         again on one forward pass per image instead of being found by the backprop.
+      images_per_step: images through the network together (bucketed by input shape, see
+        :meth:`Extractor.extract_inputs`); None: :func:`default_images_per_step`.  The regions
+        are the same up to float rounding; a batch not yet written when the run stops is
+        extracted again by the rerun.  Not with ``regions_from`` (one image per step).
 
     Returns:
       An :class:`ExtractSummary`.
 
     Raises:
+      InputError: ``images_per_step`` is not a positive integer.
       Any error other than an :class:`ImageError` of one image (that one is skipped), after
       the images finished so far are saved in ``out``'s parts for a rerun to resume.
     """
+    step = default_images_per_step() if images_per_step is None else images_per_step
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise InputError(f"images_per_step must be a positive integer, got {images_per_step!r}")
     base, rel = read_image_list(images, root)
     if limit is not None:
         rel = rel[:limit]
@@ -277,13 +327,35 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
         todo = [(o, r) for o, r in todo if r not in source_skipped]
         bar = tqdm(total=len(items), initial=summary.already_done, disable=not progress,
                    unit="img", desc=f"extract {extractor.method}", dynamic_ncols=True)
+        waiting: list[_Waiting] = []
         with bar:
             for order, rel_path, decoded, reason in prefetch(base, todo):
+                done = summary.extracted + len(summary.skipped)
                 if decoded is None:
                     _skip(writer, summary, base, rel_path, reason)
-                else:
+                elif step == 1 or regions_from is not None:
                     _extract_one(extractor, writer, summary, base, order, rel_path, decoded, regions_from)
-                    bar.set_postfix(regions=f"{summary.regions / max(1, summary.extracted):.1f}/img")
+                else:
+                    try:
+                        inp = extractor.network_input(decoded.pixels)
+                    except ImageError as e:  # the image itself: reported, the run goes on
+                        _skip(writer, summary, base, rel_path, e.reason)
+                    else:
+                        waiting.append(_Waiting(order, rel_path, (decoded.file_size, decoded.sha256), inp))
+                    if len(waiting) >= step:
+                        _extract_waiting(extractor, writer, summary, base, waiting)
                 decoded = None  # its memory goes back to the decode budget with the next image
-                bar.update(1)
+                _progress(bar, summary, done)
+            if waiting:  # the last, incomplete batch
+                done = summary.extracted + len(summary.skipped)
+                _extract_waiting(extractor, writer, summary, base, waiting)
+                _progress(bar, summary, done)
     return summary
+
+
+def _progress(bar, summary: ExtractSummary, before: int) -> None:
+    """Advances the bar by the images written or skipped since ``before``."""
+    now = summary.extracted + len(summary.skipped)
+    if summary.extracted:
+        bar.set_postfix(regions=f"{summary.regions / summary.extracted:.1f}/img")
+    bar.update(now - before)
