@@ -258,3 +258,24 @@ def test_two_shard_processes_at_once_then_merge(tmp_path, stores, dasr_home, sam
     assert merged.images == whole.images
     for key in whole.arrays:
         np.testing.assert_allclose(merged.arrays[key], whole.arrays[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_evaluate_passes_the_learning_sample_and_the_query_kind(dasr_cli, tmp_path, monkeypatch):
+    """``--pca-subsample`` and ``--query`` reach :func:`dasr.eval.instance.evaluate` as given."""
+    import dasr.cli.commands as commands
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_evaluate(extractor, benchmark, root, **kwargs):
+        seen.update(kwargs, benchmark=benchmark)
+        raise Stop
+
+    monkeypatch.setattr(commands, "evaluate", fake_evaluate)
+    with pytest.raises(Stop):
+        dasr_cli("evaluate", "--benchmark", "paris6k-subset", *FAST, "--pca", "instance-track",
+                 "--pca-subsample", "6", "--query", "image", "--out", tmp_path / "out")
+    assert (seen["benchmark"], seen["pca_benchmark"], seen["pca_subsample"], seen["query"]) == \
+        ("paris6k-subset", "instance-track", 6, "image")

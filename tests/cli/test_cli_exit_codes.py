@@ -56,6 +56,8 @@ def test_extract_of_nothing_readable_exits_2(dasr_cli, tmp_path, bad_image):
     ("extract", "d", "--out", "s.h5", "--limit", "-1"),
     ("extract", "d", "--out", "s.h5", "--images-per-step", "0"),
     ("evaluate", "--benchmark", "instance-track", "--subsample", "-3"),
+    ("evaluate", "--benchmark", "instance-track", "--pca-subsample", "0"),
+    ("evaluate", "--benchmark", "instance-track", "--query", "crop"),
 ])
 def test_a_numeric_option_out_of_range_is_refused_before_any_work(dasr_cli, argv):
     rc, stdout, stderr = dasr_cli(*argv)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import dasr.eval.image_search as image_search
+import dasr.eval.instance as instance
 from dasr.eval.datasets import Benchmark, Query
 from dasr.eval.image_search import VladSettings, evaluate_image_search, image_search_from_stores
 from dasr.eval.records import SearchResult, mean_scores
@@ -69,9 +70,13 @@ def test_image_search_from_stores_record(tmp_path):
 
 def test_evaluate_image_search_writes_the_record(tmp_path, monkeypatch):
     bench, stores = _landmarks(tmp_path)
+    source = Benchmark("instance-track", tmp_path, tuple(f"src/{i}.jpg" for i in range(30)), (), "instance")
     monkeypatch.setattr(image_search, "load_benchmark", lambda name, root=None, protocol=None:
-                        bench if name == "paris-landmarks" else Benchmark(name, tmp_path, (), (), "instance"))
-    monkeypatch.setattr(image_search, "benchmark_store", lambda ex, b, work, role, progress=True: stores[role])
+                        bench if name == "paris-landmarks" else source)
+    monkeypatch.setattr(instance, "load_benchmark", lambda name, root=None, protocol=None: source)
+    for module in (image_search, instance):
+        monkeypatch.setattr(module, "benchmark_store",
+                            lambda ex, b, work, role, progress=True: stores[role.split("-1in")[0]])
     extractor = SimpleNamespace(method="dasr-star", config=lambda: dict(CONFIG))
     r = evaluate_image_search(extractor, "paris-landmarks", work=tmp_path, settings=VladSettings(k=4, pca_dim=7),
                               out=tmp_path / "out", progress=False)
@@ -80,3 +85,8 @@ def test_evaluate_image_search_writes_the_record(tmp_path, monkeypatch):
     assert SearchResult.from_json(json.loads((tmp_path / "out" / "results.json").read_text())) == r
     with pytest.raises(ValueError, match="another collection"):
         evaluate_image_search(extractor, "paris-landmarks", work=tmp_path, pca_benchmark="paris-landmarks")
+    # The codebook of a sample: every 10th of the 30 learning images, whatever the reused store holds.
+    part = evaluate_image_search(extractor, "paris-landmarks", work=tmp_path, settings=VladSettings(k=4, pca="none"),
+                                 pca_subsample=10, progress=False)
+    assert part.vlad["codebook_source"] == "instance-track, 1 in 10 database images"
+    assert (part.vlad["learning_images"], part.vlad["learning_regions"]) == (3, 15)

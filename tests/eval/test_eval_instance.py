@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import pickle
 from pathlib import Path
@@ -91,11 +93,14 @@ def _toy_run(tmp_path: Path, monkeypatch):
     stores = {"toy": db, "paris-landmarks": source}
     monkeypatch.setattr(instance, "load_benchmark",
                         lambda name, root=None, protocol=None: bench if name == "toy" else
-                        Benchmark(name, tmp_path, (), (), "oxford"))
-    monkeypatch.setattr(instance, "benchmark_store", lambda ex, b, work, role, progress=True: stores[b.name])
+                        Benchmark(name, tmp_path, tuple(f"s{i}.jpg" for i in range(20)), (), "oxford"))
+    roles = []
+    monkeypatch.setattr(instance, "benchmark_store",
+                        lambda ex, b, work, role, progress=True: roles.append((role, b.database)) or stores[b.name])
     monkeypatch.setattr(instance, "query_features", lambda ex, b, cache, progress=True:
                         np.stack([eye[0] + 0.5 * eye[2], eye[3] + 0.9 * eye[1]]))
-    return SimpleNamespace(method="dasr-star", config=lambda: dict(CONFIG)), db
+    extractor = SimpleNamespace(method="dasr-star", config=lambda: dict(CONFIG), roles=roles)
+    return extractor, db
 
 
 def test_evaluate_returns_a_search_result_and_writes_its_json(tmp_path, monkeypatch):
@@ -132,6 +137,46 @@ def test_evaluate_whitening_record_and_source_rule(tmp_path, monkeypatch):
         evaluate(extractor, "toy", work=tmp_path, pca="other", pca_benchmark="toy", progress=False)
     with pytest.raises(ValueError, match="pca must be"):
         evaluate(extractor, "toy", work=tmp_path, pca="same", progress=False)
+
+
+def test_whole_image_search_drops_the_query_boxes_and_keeps_its_own_cache(tmp_path, monkeypatch):
+    extractor, _ = _toy_run(tmp_path, monkeypatch)
+    seen = []
+    feats = instance.query_features(None, None, None)  # the toy's fixed query features
+    monkeypatch.setattr(instance, "query_features", lambda ex, b, cache, progress=True:
+                        seen.append(([q.box for q in b.queries], cache.name)) or feats)
+    monkeypatch.setattr(instance, "load_benchmark", _with_query_boxes(instance.load_benchmark))
+    boxed = evaluate(extractor, "toy", work=tmp_path, pca="none", progress=False)
+    whole = evaluate(extractor, "toy", work=tmp_path, pca="none", query="image", progress=False)
+    assert seen == [([(1, 1, 5, 5), (2, 2, 6, 6)], "queries.npz"), ([None, None], "queries-image.npz")]
+    assert instance.WHOLE_IMAGE_NOTE in whole.notes and instance.WHOLE_IMAGE_NOTE not in boxed.notes
+    with pytest.raises(ValueError, match="query must be one of box, image"):
+        evaluate(extractor, "toy", work=tmp_path, pca="none", query="crop", progress=False)
+
+
+def _with_query_boxes(load):
+    def loader(name, root=None, protocol=None):
+        bench = load(name, root, protocol)
+        if name != "toy":
+            return bench
+        boxes = [(1, 1, 5, 5), (2, 2, 6, 6)]
+        return dataclasses.replace(bench, queries=tuple(dataclasses.replace(q, box=b)
+                                                        for q, b in zip(bench.queries, boxes)))
+    return loader
+
+
+def test_the_whitening_learns_on_exactly_its_sample_of_the_learning_collection(tmp_path, monkeypatch):
+    """pca_subsample=4: images s0, s4, ..., s16 (3 regions each) of the 20 that the reused store holds."""
+    extractor, _ = _toy_run(tmp_path, monkeypatch)
+    r = evaluate(extractor, "toy", work=tmp_path, pca="other", pca_subsample=4, progress=False)
+    assert (r.pca.source, r.pca.learning_vectors) == ("paris-landmarks, 1 in 4 database images", 15)
+    role, images = extractor.roles[-1]
+    assert role == "pca-source-1in4" and images == ("s0.jpg", "s4.jpg", "s8.jpg", "s12.jpg", "s16.jpg")
+    assert "1in4" in Path(r.pca.path).name  # never the whole collection's whitening file
+    whole = evaluate(extractor, "toy", work=tmp_path, pca="other", progress=False)
+    assert whole.pca.learning_vectors == 60 and whole.pca.path != r.pca.path
+    with pytest.raises(ValueError, match="positive integer"):
+        evaluate(extractor, "toy", work=tmp_path, pca="other", pca_subsample=0, progress=False)
 
 
 def test_evaluate_selects_the_revisited_protocol(tmp_path, monkeypatch):

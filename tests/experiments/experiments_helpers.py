@@ -110,8 +110,9 @@ def canned_result(method: str, benchmark: str, config: dict, pca: str = "none", 
 def canned_evaluate(calls: list):
     """A stand-in for ``dasr.eval.instance.evaluate`` returning :func:`canned_result`."""
     def evaluate(extractor, benchmark, root=None, *, work, pca, pca_benchmark=None, pca_root=None, pca_dim=None,
-                 ks=(10, 20, 50, 100), out=None, progress=True, subsample=1):
-        calls.append((extractor.method, benchmark, pca, pca_benchmark, subsample))
+                 ks=(10, 20, 50, 100), out=None, progress=True, subsample=1, pca_subsample=1, query="box"):
+        calls.append((extractor.method, benchmark, pca, pca_benchmark, subsample)
+                     + ((pca_subsample, query) if (pca_subsample, query) != (1, "box") else ()))
         return canned_result(extractor.method, benchmark, extractor.config(), pca, pca_benchmark, ks, subsample)
     return evaluate
 

@@ -48,6 +48,25 @@ benchmarks = [{{ name = "instance-160", root = "{present}" }}]
         run_experiment(sc, [], quiet=True)
 
 
+def test_the_learning_sample_and_the_query_kind_reach_every_cell(tmp_path, monkeypatch):
+    """``pca_subsample`` (the whitening's learning sample) and ``query`` reach each cell's evaluation."""
+    import dasr.eval.instance
+
+    built, evaluated = [], []
+    monkeypatch.setattr(ExtractorSpec, "build", fake_extractor_factory(built))
+    monkeypatch.setattr(dasr.eval.instance, "evaluate", canned_evaluate(evaluated))
+    root = fake_instance_160(tmp_path / "i160")
+    cfg = write_config(tmp_path, f'''name = "t1"
+methods = ["dasr-star", "gap"]
+pca_benchmark = "instance-track"
+benchmarks = [{{ name = "instance-160", root = "{root}" }}]
+bootstrap = {{ reference = {{ method = "dasr-star" }}, n_boot = 100 }}
+''')
+    run_experiment(cfg, ["pca_subsample=6", 'query="image"'], quiet=True)
+    assert [(e[0], e[2], e[3], e[5], e[6]) for e in evaluated] == [("dasr-star", "other", "instance-track", 6, "image"),
+                                                                   ("gap", "other", "instance-track", 6, "image")]
+
+
 def test_side_by_side_report_with_paper_numbers(tmp_path, monkeypatch):
     import dasr.eval.instance
 

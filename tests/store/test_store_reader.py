@@ -33,3 +33,24 @@ def test_a_store_with_non_finite_features_is_refused_when_opened(tmp_path):
         f[name][0, 1] = np.nan
     with pytest.raises(StoreError, match="non-finite"):
         RegionStore.open(path)
+
+
+def test_restricted_keeps_the_named_images_rows_in_store_order(tmp_path):
+    """Image i has i regions whose features are all i: every kept row must still belong to its image."""
+    import numpy as np
+
+    path = tmp_path / "s.h5"
+    with StoreWriter(path, {"method": "dasr-star"}, str(tmp_path)) as writer:
+        for i, name in enumerate(["a.jpg", "b.jpg", "c.jpg", "d.jpg"]):
+            writer.add(name, i, (10 + i, 20), {"boxes": np.full((i, 4), i, np.float32),
+                                               "features": np.full((i, 3), i, np.float32)})
+    store = RegionStore.open(path)
+    part = store.restricted(["d.jpg", "b.jpg", "absent.jpg", "a.jpg"])
+    assert part.images == ["a.jpg", "b.jpg", "d.jpg"]
+    assert part.offsets.tolist() == [0, 0, 1, 4]
+    assert part.region_image.tolist() == [1, 2, 2, 2]
+    assert part.arrays["features"][:, 0].tolist() == [1, 3, 3, 3]
+    assert part.regions_of(2)["boxes"].tolist() == [[3, 3, 3, 3]] * 3
+    assert part.sizes[:, 0].tolist() == [10, 11, 13] and part.index("d.jpg") == 2
+    assert store.restricted(store.images) is store
+    assert len(store.restricted([])) == 0 and len(store.restricted([]).arrays["features"]) == 0

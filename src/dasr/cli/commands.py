@@ -254,7 +254,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pca, source = ("none", None) if args.pca == "none" else ("other", None if args.pca == "auto" else args.pca)
     result = evaluate(extractor, args.benchmark, args.root, work=args.work, pca=pca, pca_benchmark=source,
                       pca_dim=args.pca_dim, out=out, progress=not args.quiet, subsample=args.subsample,
-                      index_kind=args.index_kind, candidates=args.candidates)
+                      index_kind=args.index_kind, candidates=args.candidates, pca_subsample=args.pca_subsample,
+                      query=args.query)
     print(format_table([result], variant=args.ap_variant))
     if isinstance(result.ap_definition, dict):
         print(f"AP@k: {args.ap_variant} = {result.ap_definition[args.ap_variant]}")

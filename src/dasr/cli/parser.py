@@ -7,6 +7,7 @@ import argparse
 from dasr import __version__
 from dasr.cli import commands as c
 from dasr.cli.backend import BACKENDS
+from dasr.eval.datasets.common import QUERY_KINDS
 from dasr.search.region_index import INDEX_KINDS
 from dasr.store.extract import GPU_IMAGES_PER_STEP
 from dasr.cli.options import (POSITIVE_INT, add_backbone_options, add_index_options, add_ray_options,
@@ -111,11 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the whitening's collection: auto (the benchmark's usual other collection), "
                         "none, or a benchmark name")
     p.add_argument("--pca-dim", type=POSITIVE_INT, default=None)
+    p.add_argument("--pca-subsample", type=POSITIVE_INT, default=1,
+                   help="learn the whitening on every n-th database image of its collection (and its queries)")
     p.add_argument("--work", default="results/stores", help="where stores are kept and reused")
     p.add_argument("--out", default=None)
     p.add_argument("--ap-variant", default="truncated", choices=["truncated", "min"])
     p.add_argument("--subsample", type=POSITIVE_INT, default=1,
                    help="keep every n-th database image (quick runs; the table says so)")
+    p.add_argument("--query", default="box", choices=QUERY_KINDS,
+                   help="box: instance search (each query pooled in its box); image: whole-image search")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=c.cmd_evaluate)
 

@@ -27,7 +27,7 @@ from dasr.errors import InputError
 from dasr.features import vlad
 from dasr.io.atomic import atomic_write_bytes
 from dasr.eval.datasets import Benchmark, load_benchmark
-from dasr.eval.instance import benchmark_store, subsample_database
+from dasr.eval.instance import benchmark_store, learning_store, subsample_database
 from dasr.eval.pca_source import pca_source
 from dasr.eval.records import SearchResult, WhiteningInfo, mean_scores
 from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_query
@@ -234,7 +234,7 @@ def evaluate_image_search(extractor: Extractor, benchmark: str, root: str | os.P
                           work: str | os.PathLike = "results/stores", pca_benchmark: str | None = None,
                           pca_root: str | os.PathLike | None = None, settings: VladSettings = VladSettings(),
                           ks=DEFAULT_KS, out: str | os.PathLike | None = None, progress: bool = True,
-                          protocol: str | None = None, subsample: int = 1) -> SearchResult:
+                          protocol: str | None = None, subsample: int = 1, pca_subsample: int = 1) -> SearchResult:
     """Extracts (or reuses) the stores, then :func:`image_search_from_stores`.
 
     Args:
@@ -245,6 +245,8 @@ def evaluate_image_search(extractor: Extractor, benchmark: str, root: str | os.P
       settings: VLAD settings; ks: AP@k cut-offs; out: folder for ``results.json``.
       protocol: the revisited protocol of ``roxford5k`` / ``rparis6k`` (None: ``medium``).
       subsample: keep every n-th database image (quick runs; 1 = the whole benchmark).
+      pca_subsample: learn the codebook and the whitening on every n-th database image of the
+        learning collection (and its queries; :func:`~dasr.eval.instance.learning_store`).
 
     Returns:
       The :class:`~dasr.eval.records.SearchResult` (``seconds["extract"]`` added).
@@ -259,11 +261,11 @@ def evaluate_image_search(extractor: Extractor, benchmark: str, root: str | os.P
     t0 = time.time()
     db_path = benchmark_store(extractor, bench, work, "database", progress)
     q_path = ensure_query_store(extractor, bench, work, progress)
-    src_path = benchmark_store(extractor, load_benchmark(src_name, pca_root), work, "pca-source", progress)
+    src_store, src_label = learning_store(extractor, src_name, pca_root, work, pca_subsample, progress)
     t_extract = time.time() - t0
-    result = image_search_from_stores(bench, RegionStore.open(db_path), RegionStore.open(src_path),
+    result = image_search_from_stores(bench, RegionStore.open(db_path), src_store,
                                       RegionStore.open(q_path) if q_path else None, settings, ks,
-                                      source_name=src_name)
+                                      source_name=src_label)
     result.seconds["extract"] = t_extract
     result.subsample = subsample
     if out is not None:

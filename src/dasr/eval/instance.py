@@ -23,6 +23,7 @@ from dasr.errors import InputError
 from dasr.eval import metrics
 from dasr.io.atomic import atomic_path, atomic_write_bytes
 from dasr.eval.datasets import Benchmark, load_benchmark
+from dasr.eval.datasets.common import QUERY_KINDS
 from dasr.eval.pca_source import pca_source
 from dasr.eval.records import SearchResult, WhiteningInfo, mean_scores
 from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_query
@@ -33,11 +34,12 @@ from dasr.search.region_index import DEFAULT_CANDIDATES, open_region_index, regi
 from dasr.store import RegionStore
 from dasr.store.cache import ensure_store
 
-__all__ = ["IOU_THRESHOLDS", "add_authors_miou", "align_rankings", "benchmark_images",
-           "benchmark_store", "evaluate", "format_table", "query_features", "subsample_database",
-           "write_results"]
+__all__ = ["IOU_THRESHOLDS", "WHOLE_IMAGE_NOTE", "add_authors_miou", "align_rankings", "benchmark_images",
+           "benchmark_store", "evaluate", "format_table", "learning_store", "query_features",
+           "subsample_database", "write_results"]
 
 IOU_THRESHOLDS = metrics.DEFAULT_IOU_THRESHOLDS
+WHOLE_IMAGE_NOTE = "whole-image search: each query is its whole image (its box is not used)"
 
 
 def benchmark_images(bench: Benchmark, with_queries: bool = False) -> list[str]:
@@ -53,14 +55,51 @@ def benchmark_store(extractor: Extractor, bench: Benchmark, work: Path, role: st
     """The finished store of ``bench``'s images for ``role`` (:func:`dasr.store.cache.ensure_store`).
 
     Args:
-      role: ``database`` (the searched images) or ``pca-source`` (database + queries, when the
+      role: ``database`` (the searched images) or ``pca-source...`` (database + queries, when the
         benchmark serves as another one's whitening source); any other role stores the database.
 
     Returns:
       ``<work>/<bench>/<method>-<hash>/<role>.h5``, or a finished store holding the same images.
     """
-    images = benchmark_images(bench, with_queries=(role == "pca-source"))
+    images = benchmark_images(bench, with_queries=role.startswith("pca-source"))
     return ensure_store(extractor, bench.name, bench.root, images, work, role, progress)
+
+
+def learning_store(extractor: Extractor, name: str, root: str | os.PathLike | None, work: Path,
+                   every: int = 1, progress: bool = True) -> tuple[RegionStore, str]:
+    """The store a whitening (or a VLAD codebook) is learned from: another collection's images.
+
+    The learning images are the collection's database images and its query images; with
+    ``every`` > 1 only every ``every``-th database image (the queries stay), for runs where the
+    whole collection costs too much to extract. The store is kept under the role ``pca-source``
+    (``pca-source-1in<every>`` for a sample) and is restricted to exactly those images, so that a
+    reused store holding more never changes what is learned.
+
+    Args:
+      extractor: the configured extractor (the same as the searched collection's).
+      name: the learning collection (a registry name).
+      root: its folder (None: the loader's default).
+      work: where stores are kept and reused.
+      every: keep every n-th database image (1: all of them).
+      progress: show progress bars.
+
+    Returns:
+      ``(store, label)``: the restricted store and the collection's name as reports print it
+      (``"<name>, 1 in <every> database images"`` for a sample).
+
+    Raises:
+      InputError: ``every`` is not a positive integer.
+    """
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise InputError(f"the learning collection's subsample must be a positive integer, got {every!r}")
+    bench = load_benchmark(name, root)
+    role, label = "pca-source", name
+    if every > 1:
+        role, label = f"pca-source-1in{every}", f"{name}, 1 in {every} database images"
+        bench = dataclasses.replace(bench, database=bench.database[::every], queries=tuple(
+            dataclasses.replace(q, positives=(), junk=(), positive_boxes=None) for q in bench.queries))
+    images = benchmark_images(bench, with_queries=True)
+    return RegionStore.open(benchmark_store(extractor, bench, work, role, progress)).restricted(images), label
 
 
 def subsample_database(bench: Benchmark, every: int) -> Benchmark:
@@ -143,7 +182,7 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
              pca_root: str | os.PathLike | None = None, pca_dim: int | None = None, ks=DEFAULT_KS,
              out: str | os.PathLike | None = None, progress: bool = True, subsample: int = 1,
              protocol: str | None = None, index_kind: str = "exact",
-             candidates: int = DEFAULT_CANDIDATES) -> SearchResult:
+             candidates: int = DEFAULT_CANDIDATES, pca_subsample: int = 1, query: str = "box") -> SearchResult:
     """Runs one method on one benchmark and returns (and optionally writes) the results.
 
     Args:
@@ -162,6 +201,10 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
       index_kind: ``exact`` (the reference) or the kind of the database store's region index
         (built beforehand by ``dasr index build``; :mod:`dasr.search.region_index`).
       candidates: regions re-ranked exactly per query through that index.
+      pca_subsample: learn the whitening on every n-th database image of its collection (and
+        its queries; :func:`learning_store`); 1 = all of them.
+      query: ``box`` (instance search: each query is pooled in its box) or ``image`` (whole-image
+        search: each query is its whole image, pooled over the whole map; a note says so).
 
     Returns:
       The run's :class:`~dasr.eval.records.SearchResult` (``task="instance"``).
@@ -172,27 +215,31 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
     """
     if pca not in ("other", "none"):
         raise InputError(f"pca must be 'other' or 'none', got {pca!r}")
+    if query not in QUERY_KINDS:
+        raise InputError(f"query must be one of {', '.join(QUERY_KINDS)}, got {query!r}")
     src_name = pca_source(benchmark, pca_benchmark) if pca == "other" else None
     work = Path(work)
     bench = subsample_database(load_benchmark(benchmark, root, protocol=protocol), subsample)
+    if query == "image":
+        bench = dataclasses.replace(bench, queries=tuple(dataclasses.replace(q, box=None) for q in bench.queries))
     t0 = time.time()
     db_store = benchmark_store(extractor, bench, work, "database", progress)
     t_extract = time.time() - t0
     whitening = None
     whitening_info = WhiteningInfo(mode="none", source=None, dim=None, learning_vectors=None, path=None)
     if src_name is not None:
-        src = load_benchmark(src_name, pca_root)
-        src_store = RegionStore.open(benchmark_store(extractor, src, work, "pca-source", progress))
-        wpath = whitening_path(db_store, src_name, pca_dim)
+        src_store, src_label = learning_store(extractor, src_name, pca_root, work, pca_subsample, progress)
+        wpath = whitening_path(db_store, src_name if pca_subsample == 1 else f"{src_name}-1in{pca_subsample}", pca_dim)
         whitening = learn_whitening(src_store, wpath, dim=pca_dim)
-        whitening_info = WhiteningInfo(mode="other", source=src_name, dim=int(whitening["projection"].shape[1]),
+        whitening_info = WhiteningInfo(mode="other", source=src_label, dim=int(whitening["projection"].shape[1]),
                                        learning_vectors=int(len(src_store.arrays["features"])), path=os.fspath(wpath))
     index = SearchIndex(RegionStore.open(db_store), whitening)
     if index_kind != "exact":
         index.region_index = open_region_index(region_index_path(db_store, index_kind), db_store, whitening,
                                                candidates)
     folder = Path(db_store).parent
-    raw_q = query_features(extractor, bench, folder / "queries.npz", progress)
+    raw_q = query_features(extractor, bench, folder / ("queries.npz" if query == "box" else "queries-image.npz"),
+                           progress)
     qvecs = np.stack([index.describe(f) for f in raw_q])
     t1 = time.time()
     rankings = align_rankings(index.search_many(qvecs), index.store, bench)
@@ -220,7 +267,7 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
         images_in_store=int(len(index.store)),
         seconds={"extract_database": t_extract, "search_per_query": t_search},
         store=os.fspath(db_store),
-        notes=protocol_notes(bench),
+        notes=protocol_notes(bench) + ([WHOLE_IMAGE_NOTE] if query == "image" else []),
     )
     if out is not None:
         write_results(result, rankings, bench, Path(out))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dasr.errors import InputError, UserError
+from dasr.eval.datasets.common import QUERY_KINDS
 from dasr.eval.metrics import AP_VARIANTS
 
 __all__ = ["DEFAULTS", "TASKS", "INDEX_DEFAULTS", "ConfigNotFoundError", "load_config", "parse_value", "parse_override",
@@ -46,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "pca": "other",                   # other | none
     "pca_benchmark": "",              # "" = per benchmark / dasr.eval.pca_source.DEFAULT_PCA_SOURCE
     "pca_dim": 0,                     # 0 = every usable component
+    "pca_subsample": 1,               # learn on every n-th database image of pca_benchmark (+ its queries)
+    "query": "box",                   # instance task: box (instance search) | image (whole-image search)
     "ks": [10, 20, 50, 100],
     "subsample": 1,                   # keep every n-th database image (quick runs; reported)
     "ap_variant": "truncated",        # truncated | min
@@ -154,6 +157,11 @@ def validate_config(cfg: dict, where: str = "config") -> None:
         raise _fail(where, "ks", "a list of positive integers", cfg["ks"])
     if not _is_int(cfg["subsample"]) or cfg["subsample"] < 1:
         raise _fail(where, "subsample", "a positive integer (1 = every database image)", cfg["subsample"])
+    if cfg["query"] not in QUERY_KINDS:
+        raise _fail(where, "query", " or ".join(repr(k) for k in QUERY_KINDS), cfg["query"])
+    if not _is_int(cfg["pca_subsample"]) or cfg["pca_subsample"] < 1:
+        raise _fail(where, "pca_subsample", "a positive integer (1 = every database image of the learning collection)",
+                    cfg["pca_subsample"])
     th = cfg["iou_thresholds"]
     if not isinstance(th, list) or not all(_is_number(t) and 0 < t <= 1 for t in th):
         raise _fail(where, "iou_thresholds", "a list of numbers in (0, 1]", th)

@@ -31,7 +31,7 @@ def run_instance_cell(cfg: dict, spec: BenchSpec, cell: Cell, extractor: Extract
     result = instance.evaluate(
         extractor, spec.name, spec.root, work=cfg["work"], pca=cfg["pca"], pca_benchmark=spec.pca_benchmark,
         pca_root=spec.pca_root, pca_dim=pca_dim(cfg), ks=tuple(cfg["ks"]), out=out, progress=not quiet,
-        subsample=cfg["subsample"])
+        subsample=cfg["subsample"], pca_subsample=cfg["pca_subsample"], query=cfg["query"])
     return [("", result)]
 
 
@@ -55,7 +55,7 @@ def run_image_search_cell(cfg: dict, spec: BenchSpec, cell: Cell, extractor: Ext
     result = image_search.evaluate_image_search(
         extractor, spec.name, spec.root, work=cfg["work"], pca_benchmark=spec.pca_benchmark, pca_root=spec.pca_root,
         settings=vlad_settings(cfg), ks=tuple(cfg["ks"]), out=out, progress=not quiet,
-        subsample=cfg["subsample"])
+        subsample=cfg["subsample"], pca_subsample=cfg["pca_subsample"])
     return [("", result)]
 
 

@@ -1,7 +1,7 @@
 """Reading a finalized region store: :class:`RegionStore` (all in memory) and :func:`store_contents`."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,26 @@ class RegionStore:
         i %= n
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return {key: array[lo:hi] for key, array in self.arrays.items()}
+
+    def restricted(self, images: Iterable[str]) -> RegionStore:
+        """The same store holding only its images named in ``images`` (store order kept).
+
+        What a store is reused for may be a part of it: a learning collection's sample inside a
+        store of the whole collection. Names the store does not hold (skipped at extraction) are
+        left out.
+        """
+        wanted = set(images)
+        keep = np.array([name in wanted for name in self.images], bool)
+        if keep.all():
+            return self
+        counts = np.diff(self.offsets)
+        rows = np.repeat(keep, counts)
+        offsets = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
+        return RegionStore(
+            self.path, self.config, self.root, self.feature_dtype,
+            [name for name, k in zip(self.images, keep) if k], self.orders[keep], self.sizes[keep], offsets,
+            np.repeat(np.arange(int(keep.sum()), dtype=np.int32), counts[keep]),
+            {key: array[rows] for key, array in self.arrays.items()}, self.file_sizes[keep], self.sha256s[keep])
 
     def identity_of(self, i: int) -> tuple[int, str] | None:
         """(file size, hex SHA-256) recorded for image ``i``, or None when not recorded."""

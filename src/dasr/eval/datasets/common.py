@@ -21,6 +21,8 @@ from dasr.errors import InputError
 Box = tuple[float, float, float, float]
 
 AP_PROTOCOLS: tuple[str, ...] = ("instance", "oxford", "holidays")
+# What a query of a run is: its box (instance search) or its whole image (whole-image search).
+QUERY_KINDS: tuple[str, ...] = ("box", "image")
 
 @dataclass(frozen=True)
 class Query:
