@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -66,21 +65,26 @@ def test_vlad_image_search_from_stores(tmp_path):
 
 def _table3_run(tmp_path, monkeypatch):
     import dasr.eval.image_search
+    import dasr.eval.instance
 
     bench, stores = _synthetic_search(tmp_path)
     landmarks = fake_paris_landmarks(tmp_path / "pl")
     track = fake_instance_track(tmp_path / "track")
+    # The learning collection: the 30 images of the fake source store.
+    source = Benchmark(name="instance-track", root=tmp_path, database=tuple(f"src/{i}.jpg" for i in range(30)),
+                       queries=(), ap="instance")
     monkeypatch.setattr(ExtractorSpec, "build", fake_extractor_factory([]))
     monkeypatch.setattr(dasr.eval.image_search, "load_benchmark",
-                        lambda name, root=None, protocol=None: bench if name == "paris-landmarks"
-                        else SimpleNamespace(name=name))
+                        lambda name, root=None, protocol=None: bench if name == "paris-landmarks" else source)
+    monkeypatch.setattr(dasr.eval.instance, "load_benchmark", lambda name, root=None, protocol=None: source)
     roles = []
 
     def ensure(extractor, b, work, role, progress=True):
         roles.append((b.name, role, len(b.database) if role == "database" else None))
-        return stores["source" if role == "pca-source" else role]
+        return stores["source" if role.startswith("pca-source") else role]
 
     monkeypatch.setattr(dasr.eval.image_search, "benchmark_store", ensure)
+    monkeypatch.setattr(dasr.eval.instance, "benchmark_store", ensure)
     cfg = write_config(tmp_path, shipped_config_text("table3"))
     bench_set = (f'benchmarks=[{{ name = "paris-landmarks", root = "{landmarks}", '
                  f'pca_benchmark = "instance-track", pca_root = "{track}" }}]')
