@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import dasr.eval.instance
 from dasr.eval.datasets import DatasetMissingError
 from dasr.experiments import ExperimentError, run_experiment
 from dasr.features.spec import ExtractorSpec
@@ -48,14 +49,19 @@ benchmarks = [{{ name = "instance-160", root = "{present}" }}]
         run_experiment(sc, [], quiet=True)
 
 
-def test_the_learning_sample_and_the_query_kind_reach_every_cell(tmp_path, monkeypatch):
-    """``pca_subsample`` (the whitening's learning sample) and ``query`` reach each cell's evaluation."""
+def _canned_instance_160(tmp_path, monkeypatch):
+    """Fake extractors and canned evaluations on a fake Instance-160: (built, evaluated, root)."""
     import dasr.eval.instance
 
     built, evaluated = [], []
     monkeypatch.setattr(ExtractorSpec, "build", fake_extractor_factory(built))
     monkeypatch.setattr(dasr.eval.instance, "evaluate", canned_evaluate(evaluated))
-    root = fake_instance_160(tmp_path / "i160")
+    return built, evaluated, fake_instance_160(tmp_path / "i160")
+
+
+def test_the_learning_sample_and_the_query_kind_reach_every_cell(tmp_path, monkeypatch):
+    """``pca_subsample`` (the whitening's learning sample) and ``query`` reach each cell's evaluation."""
+    built, evaluated, root = _canned_instance_160(tmp_path, monkeypatch)
     cfg = write_config(tmp_path, f'''name = "t1"
 methods = ["dasr-star", "gap"]
 pca_benchmark = "instance-track"
@@ -68,12 +74,7 @@ bootstrap = {{ reference = {{ method = "dasr-star" }}, n_boot = 100 }}
 
 
 def test_side_by_side_report_with_paper_numbers(tmp_path, monkeypatch):
-    import dasr.eval.instance
-
-    built, evaluated = [], []
-    monkeypatch.setattr(ExtractorSpec, "build", fake_extractor_factory(built))
-    monkeypatch.setattr(dasr.eval.instance, "evaluate", canned_evaluate(evaluated))
-    root = fake_instance_160(tmp_path / "i160")
+    built, evaluated, root = _canned_instance_160(tmp_path, monkeypatch)
     cfg = write_config(tmp_path, f'''name = "t1"
 title = "Table 1 test"
 compare = "table1"
