@@ -93,13 +93,18 @@ def learning_store(extractor: Extractor, name: str, root: str | os.PathLike | No
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise InputError(f"the learning collection's subsample must be a positive integer, got {every!r}")
     bench = load_benchmark(name, root)
-    role, label = "pca-source", name
+    role, label = "pca-source" + _sample_tag(every), name
     if every > 1:
-        role, label = f"pca-source-1in{every}", f"{name}, 1 in {every} database images"
+        label = f"{name}, 1 in {every} database images"
         bench = dataclasses.replace(bench, database=bench.database[::every], queries=tuple(
             dataclasses.replace(q, positives=(), junk=(), positive_boxes=None) for q in bench.queries))
     images = benchmark_images(bench, with_queries=True)
     return RegionStore.open(benchmark_store(extractor, bench, work, role, progress)).restricted(images), label
+
+
+def _sample_tag(every: int) -> str:
+    """What names a learning sample's files (store role, whitening): ``""`` or ``-1in<every>``."""
+    return "" if every == 1 else f"-1in{every}"
 
 
 def subsample_database(bench: Benchmark, every: int) -> Benchmark:
@@ -229,7 +234,7 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
     whitening_info = WhiteningInfo(mode="none", source=None, dim=None, learning_vectors=None, path=None)
     if src_name is not None:
         src_store, src_label = learning_store(extractor, src_name, pca_root, work, pca_subsample, progress)
-        wpath = whitening_path(db_store, src_name if pca_subsample == 1 else f"{src_name}-1in{pca_subsample}", pca_dim)
+        wpath = whitening_path(db_store, src_name + _sample_tag(pca_subsample), pca_dim)
         whitening = learn_whitening(src_store, wpath, dim=pca_dim)
         whitening_info = WhiteningInfo(mode="other", source=src_label, dim=int(whitening["projection"].shape[1]),
                                        learning_vectors=int(len(src_store.arrays["features"])), path=os.fspath(wpath))
