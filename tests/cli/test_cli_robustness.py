@@ -501,6 +501,44 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(interrupted) -> None:
                                    err_msg=f"{key} (second kill after {interrupted['kill2']['delay']:.1f} s)")
 
 
+# Run as a child: a SIGTERM the CLI failed to catch would kill the test run itself.
+SIGTERM_CHILD = """
+import os, signal, sys
+from dasr.store import StoreWriter
+add = StoreWriter.add
+
+def add_then_terminate(self, image, *args, **kwargs):
+    add(self, image, *args, **kwargs)
+    if len(self.done) == 3:  # the third image is stored in the buffer, not yet on disk
+        os.kill(os.getpid(), signal.SIGTERM)
+
+StoreWriter.add = add_then_terminate
+from dasr.cli import main
+before = signal.getsignal(signal.SIGTERM)
+rc = main(sys.argv[1:])
+assert signal.getsignal(signal.SIGTERM) == before, "main() must give SIGTERM its old handler back"
+sys.exit(rc)
+"""
+
+
+def test_sigterm_saves_the_buffered_images_and_exits_143(tmp_path, dasr_home, dasr_cli):
+    folder = tmp_path / "images"
+    names = write_tiny_collection(folder, count=6)
+    out = tmp_path / "out.h5"
+    args = ["extract", folder, "--out", out, *FAST, "--method", "dasr", "--quiet"]
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_CHILD, *map(os.fspath, args)],
+                          env=subprocess_env(dasr_home), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "dasr: terminated (run the same command again to resume)"
+    assert not out.exists()  # interrupted: parts only, as after Ctrl-C
+    # The three images were still buffered (a chunk holds 16): the SIGTERM flushed them.
+    rc, stdout, stderr = dasr_cli(*args[:-1])
+    assert rc == 0, stderr
+    extracted, done, skipped, _ = summary(stdout)
+    assert (extracted, done, skipped) == (3, 3, 0), stdout
+    assert RegionStore.open(out).images == sorted(names)
+
+
 @pytest.mark.slow
 def test_a_second_writer_of_the_same_store_is_refused(interrupted) -> None:
     rc, stdout, stderr = interrupted["second"]

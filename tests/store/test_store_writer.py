@@ -99,6 +99,50 @@ def test_add_validation(tmp_path):
     assert RegionStore.open(tmp_path / "v.h5").images == [ITEMS[0], ITEMS[2]]
 
 
+class FakeClock:
+    """Stands in for ``time`` in dasr.store.writer: ``now`` is set by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_slow_images_are_flushed_after_flush_seconds(tmp_path, monkeypatch):
+    # One paper-rule DASR* image takes about a minute on a CPU: a 16-image buffer would put a
+    # quarter of an hour at the mercy of a kill -9.
+    clock = FakeClock()
+    monkeypatch.setattr("dasr.store.writer.time", clock)
+    path = tmp_path / "slow.h5"
+    writer = StoreWriter(path, CONFIG, ROOT, chunk_images=16, flush_seconds=60)
+    chunks = lambda: sorted(p.name for p in parts_path(path).glob("chunk-*.npz"))  # noqa: E731
+    for i, t in enumerate([10.0, 59.0]):
+        clock.now = t
+        writer.add(ITEMS[i], i, size_of(i), make_regions(i))
+    assert chunks() == []  # 59 s after the writer opened: still buffered
+    clock.now = 61.0
+    writer.add(ITEMS[2], 2, size_of(2), make_regions(2))
+    assert len(chunks()) == 1  # 61 s: the three images go to disk
+    clock.now = 100.0
+    writer.skip(ITEMS[3], "cannot decode")
+    assert len(chunks()) == 1  # 39 s after that flush
+    clock.now = 121.5
+    writer.add(ITEMS[4], 4, size_of(4), make_regions(4))
+    assert len(chunks()) == 2  # a skip counts as buffered work too
+    writer.abort()
+    resumed = StoreWriter(path, CONFIG, ROOT)
+    assert resumed.done == {ITEMS[i] for i in (0, 1, 2, 4)}
+    resumed.close()
+
+
+@pytest.mark.parametrize("bad", [-1, True, "60", float("nan")])
+def test_flush_seconds_validation(tmp_path, bad):
+    with pytest.raises(ValueError, match="flush_seconds"):
+        StoreWriter(tmp_path / "f.h5", CONFIG, ROOT, flush_seconds=bad)
+    StoreWriter(tmp_path / "f.h5", CONFIG, ROOT).close()  # the refusal left no lock behind
+
+
 def test_writer_refuses_other_config_and_unlocks(tmp_path):
     path = tmp_path / "w.h5"
     write_items(path, [0])  # completed store

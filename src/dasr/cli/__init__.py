@@ -4,13 +4,19 @@ library calls (:mod:`~dasr.cli.commands`); the library never imports this packag
 Errors: a user error (:class:`dasr.errors.UserError` and the library's input errors) is one line,
 ``dasr: error: ...``, exit code 2; ``--debug`` (or ``DASR_DEBUG=1``) shows its traceback too.  Any
 other exception is a bug and ends the command with its traceback (exit code 1).
+
+Interruption: Ctrl-C (exit code 130) and SIGTERM (143, what batch schedulers and ``kill`` send)
+unwind the same way, so the images already extracted are written to the store's parts and the
+same command resumes; only SIGKILL loses the images of the last ``flush_seconds``.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
+import threading
 
 from dasr.cli.backend import requested_backend, select_backend
 from dasr.errors import UserError
@@ -19,7 +25,27 @@ from dasr.errors import UserError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is: every ``except``/``finally`` that saves work on
+    Ctrl-C saves it on SIGTERM too."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # signal.signal works only in the main thread; a caller running main() elsewhere keeps its own.
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     # Image names that are not valid UTF-8 are str with surrogate escapes; a strict stdout (any
     # UTF-8 locale but C/POSIX) would fail on them: print their original bytes instead, like ls.
     if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
@@ -49,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e) if multi_line else (str(e).splitlines() or [type(e).__name__])[0]
         print(f"dasr: error: {msg}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("dasr: terminated (run the same command again to resume)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("dasr: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130

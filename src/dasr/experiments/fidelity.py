@@ -235,7 +235,7 @@ def fidelity_section(cfg: dict, entries: list[Entry], rows: list[dict]) -> list[
         b = subsample_database(load_benchmark(bench, spec.root if spec else None), cfg["subsample"])
         names = set(b.database)
         md += [f"### {bench}", "", f"- {len(b.database)} database images"
-               + (f" (every {cfg['subsample']}th of the benchmark's: subsampled for CPU time)" if cfg["subsample"] > 1
+               + (f" (1 in {cfg['subsample']} of the benchmark's: subsampled for CPU time)" if cfg["subsample"] > 1
                   else "") + f", {len(b.queries)} queries, whitening: {es[0].result.pca.mode}", ""]
         table, stats = _cell_table(cfg, es, names, rows, bench)
         md += table + [""]

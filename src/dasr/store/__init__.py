@@ -6,8 +6,8 @@ may be killed at any moment (``kill -9``), resumed, and split over several
 shard processes whose outputs are merged later. The store is built so that:
 
 * a kill at any moment loses at most the images buffered in memory (at most
-  ``chunk_images``), which a resume recomputes; every image ends up stored
-  exactly once;
+  ``chunk_images``, and at most those completed in the last ``flush_seconds``), which a resume
+  recomputes; every image ends up stored exactly once;
 * a reader only ever sees a complete, finalized file (it is written to a
   temporary sibling, fsynced and ``os.replace``-d into place);
 * two writers on the same output cannot run at once (``<out>.lock``, flock);
