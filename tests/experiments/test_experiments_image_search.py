@@ -100,6 +100,7 @@ def test_table3_flow_on_shipped_layout(tmp_path, monkeypatch):
     md = (out / "results.md").read_text()
     assert "n/a (different data)" in md and "capped at 29" in md and "VLAD" in md
     assert "learned on instance-track" in md and "VLAD codebook learned on instance-track" in md
+    assert "codebook and PCA-whitening learned on the independent collection" in md
     assert "- 20 database images, 4 queries" in md
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert float(next(r for r in rows if r["metric"] == "mAP")["ours"]) > 0.9
@@ -113,3 +114,9 @@ def test_table3_honours_subsample(tmp_path, monkeypatch):
     r = json.loads((out / "results.json").read_text())["entries"][0]["result"]
     assert r["subsample"] == 2 and r["database_images"] == 10
     assert "- 10 database images (subsampled: 1 in 2), 4 queries" in (out / "results.md").read_text()
+
+
+def test_table3_without_whitening_says_only_the_codebook_is_learned(tmp_path, monkeypatch):
+    cfg, bench_set, _ = _table3_run(tmp_path, monkeypatch)
+    md = (run_experiment(cfg, [bench_set, "pca=none"], quiet=True) / "results.md").read_text()
+    assert "codebook learned on the independent collection" in md and "PCA-whitening" not in md

@@ -81,7 +81,8 @@ def _header(cfg: dict, sec: dict) -> list[str]:
     md.append("- APs are fractions; Δ = ours - paper. The paper's number is only shown where the benchmark "
               "is the paper's; on other data it is `n/a (different data)`.")
     if cfg["task"] == "image-search":
-        md.append(f"- image search: VLAD of each image's region features ({', '.join(cfg['methods'])}); codebook and PCA-whitening "
+        learned = "codebook" if cfg["pca"] == "none" else "codebook and PCA-whitening"
+        md.append(f"- image search: VLAD of each image's region features ({', '.join(cfg['methods'])}); {learned} "
                   "learned on the independent collection named below; the AP is the benchmark's own "
                   "(Oxford / Holidays trapezoid).")
     md.append("")
