@@ -9,6 +9,8 @@ from store_fixtures import backbone, images, make  # noqa: F401  (fixtures)
 from dasr.features.extractor import Extractor
 from dasr.store import RegionStore
 from dasr.store.cache import config_hash, ensure_store, store_folder, write_list
+from dasr.store.files import parts_path
+from dasr.store.lock import StoreLock
 
 
 def test_config_hash_and_folder(backbone, tmp_path, make):
@@ -55,3 +57,23 @@ def test_ensure_store_derives_instead_of_extracting(backbone, images, tmp_path, 
     assert len(calls) == len(names)  # another τ: new regions, extracted
     assert first.parent == store_folder(work, "toy", no_nms) and first.with_suffix(".txt").read_text() == \
         "".join(f"{name}\n" for name in half)
+
+
+def test_ensure_store_reads_a_finished_store_while_it_is_being_extended(backbone, images, tmp_path, monkeypatch, make):
+    """A report run beside an extension of the same store uses the finished file; before, it went on
+    to extract and stopped on the extension's lock."""
+    names = sorted(p.name for p in images.iterdir())
+    work = tmp_path / "stores"
+    extractor = make(backbone)
+    finished = ensure_store(extractor, "toy", images, names[:2], work, "database", progress=False)
+    calls = []
+    monkeypatch.setattr(Extractor, "seed_maps", lambda self, *a, **k: calls.append(1))
+    parts_path(finished).mkdir()  # what a running extension of the store leaves beside it
+    lock = StoreLock(finished)  # ... and holds
+    try:
+        assert ensure_store(extractor, "toy", images, names[:2], work, "database", progress=False) == finished
+        # another role of the same configuration finds it too
+        assert ensure_store(extractor, "toy", images, names[1:2], work, "queries", progress=False) == finished
+    finally:
+        lock.release()
+    assert not calls

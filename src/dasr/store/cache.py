@@ -22,7 +22,6 @@ from dasr.store import derive
 from dasr.store.config import diff_configs
 from dasr.store.errors import StoreConfigError
 from dasr.store.extract import extract_collection
-from dasr.store.files import parts_path
 from dasr.store.reader import RegionStore, store_contents
 from dasr.store.skipped import read_skipped
 
@@ -59,7 +58,8 @@ def ensure_store(extractor: Extractor, collection: str, root: Path, images: list
     """Extracts ``images`` into ``<work>/<collection>/<method>-<hash>/<role>.h5`` unless done.
 
     Work already done is reused: a finished store of the same configuration that holds every
-    image is returned as it is (whatever its role); one that holds some of them gives their rows;
+    image is returned as it is (whatever its role, and even while another process extends it);
+    one that holds some of them gives their rows;
     a store of the same regions with no NMS, or with another feature layer or pooling, gives the
     store without the backprop (:mod:`dasr.store.derive`).
 
@@ -83,7 +83,9 @@ def ensure_store(extractor: Extractor, collection: str, root: Path, images: list
     folder = store_folder(work, collection, extractor)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{role}.h5"
-    if out.is_file() and not parts_path(out).exists():
+    # A finished store is read even while an extension of it runs (its parts folder exists): the
+    # writer replaces the file atomically, so what is read is a whole earlier version.
+    if out.is_file():
         stored_config, stored_images = store_contents(out)
         lines = diff_configs(stored_config, cfg)
         if lines:
@@ -92,7 +94,7 @@ def ensure_store(extractor: Extractor, collection: str, root: Path, images: list
             return out
     # Another role's finished store of this configuration may hold every image (a benchmark's
     # pca-source holds its database) or some of them (its database, for the pca-source).
-    siblings = [p for p in sorted(folder.glob("*.h5")) if p != out and not parts_path(p).exists()]
+    siblings = [p for p in sorted(folder.glob("*.h5")) if p != out]
     for other in siblings:
         stored_config, stored_images = store_contents(other)
         if not diff_configs(stored_config, cfg) and _holds(other, stored_images, images):
