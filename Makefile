@@ -30,8 +30,10 @@ test: install
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not weights and not slow"
 
+# TensorFlow, then the same pipeline on JAX's CPU backend (side by side in results/bench/).
 bench: install
-	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(PY) benchmarks/bench.py --out results/bench/bench-jax.json $(BENCH_ARGS)
 
 # Region search at the paper's scale (simulated distractors; benchmarks/README.md). First the real
 # DASR* stores and query features it starts from (reused when they exist: hours on a 2-core CPU

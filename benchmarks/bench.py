@@ -81,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="imagenet, a .weights.h5 path, or random (timing only: seeds, regions and "
                         "IoUs are then meaningless)")
     p.add_argument("--seed-chunk", type=int, default=16, help="seeds per batched backprop call")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="backprop dtype of the end-to-end and fast-mode runs; the DASR* backprop is timed "
+                        "in float32 and in this dtype (auto: what `dasr --dtype auto` picks on this machine)")
     p.add_argument("--max-seeds", type=int, default=None,
                    help="at most this many seeds per image (default: all, as the method does)")
     p.add_argument("--fast-strides", type=int, nargs="*", default=[8, 16],
@@ -386,8 +389,8 @@ def run_images(args, floor: dict, res: dict) -> None:
     if len(paths) < 2:
         raise RuntimeError(f"need at least 2 images (1 warm-up + 1 timed), found {len(paths)} in {source}")
     res.update(source=source, warmup=str(paths[0]), timed=[str(p) for p in paths[1:]])
-    pipeline_dtype = resolve_dtype("auto")
-    # bfloat16 only where the pipeline would use it: emulated bfloat16 is slow and nobody would run it.
+    pipeline_dtype = resolve_dtype(args.dtype)
+    # bfloat16 by default only where the pipeline would use it: emulated bfloat16 is slow.
     dtypes = list(dict.fromkeys(["float32", pipeline_dtype]))
     t0 = time.perf_counter()
     ex = build_extractors(args, dtypes, pipeline_dtype)
@@ -506,6 +509,9 @@ def table_rows(data: dict) -> list[tuple[str, str, str, str]]:
     meta = data["meta"]
     row("machine", "device", meta["device"])
     row("machine", "CPU threads usable", meta["cpus"])
+    row("machine", "CPU flags (of those that pick kernels)", " ".join(meta["cpu_flags"]) or "none")
+    row("machine", "Keras backend of the pipeline", meta["backend"])
+    row("machine", "TensorFlow oneDNN (TF_ENABLE_ONEDNN_OPTS)", meta["tf_onednn"])
     for key, fl in (data["floor"] if "floor" in data else {}).items():
         row("floor", f"matmul peak {key} ({fl['n']}²)", fl["gflops"], "GFLOP/s")
     for d, ops in (data["gpu_kernels"] if "gpu_kernels" in data else {}).items():
@@ -599,8 +605,10 @@ def machine_meta(args) -> dict:
     meta = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv[1:],
             "args": vars(args), "python": sys.version.split()[0], "platform": platform.platform(),
             "cpu": machine.cpu_name(), "cpus": machine.usable_cpus(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "faiss": faiss.__version__, "dasr": __version__,
-            "auto_dtype": resolve_dtype("auto"), "on_gpu": on_gpu}
+            "keras": keras.__version__, "backend": keras.backend.backend(), "floor_framework": "tensorflow",
+            "faiss": faiss.__version__, "dasr": __version__,
+            "auto_dtype": resolve_dtype("auto"), "dtype": resolve_dtype(args.dtype), "on_gpu": on_gpu,
+            "cpu_flags": machine.cpu_flags(), "tf_onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
     if on_gpu:
         meta["device"] = f"GPU: {gpu.gpu_name()}"
         meta["tf32"] = bool(tf.config.experimental.tensor_float_32_execution_enabled())
@@ -633,7 +641,7 @@ def main(argv=None) -> int:
             n = args.matmul_n or (8192 if meta["on_gpu"] else 2048)
             device, chain = ("/GPU:0", 10) if meta["on_gpu"] else ("/CPU:0", 1)
             data["floor"] = {d: dataclasses.asdict(peak.matmul_peak(d, n, device, chain))
-                             for d in dict.fromkeys(["float32", meta["auto_dtype"]])}
+                             for d in dict.fromkeys(["float32", meta["dtype"]])}
         section("hardware floor (matmul peak)", run_floor)
     if meta["on_gpu"]:
         section("GPU kernels of the backprop ops",

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import subprocess_env, write_collection
+from tolerances import assert_boxes_close, assert_close_to_max, forward_bound
 from dasr.cli.backend import BackendError, requested_backend, select_backend
 from dasr.store import RegionStore, StoreWriter, config_differences
 from dasr.store.errors import StoreConfigError
@@ -90,10 +91,10 @@ def test_store_records_backend_and_agrees_across_backends(two_backends) -> None:
     np.testing.assert_array_equal(tf.offsets, jx.offsets)
     assert tf.offsets[-1] > len(tf.images)  # several regions per image: a real comparison
     np.testing.assert_array_equal(tf.arrays["seeds"], jx.arrays["seeds"])
-    # float32 on two backends: boxes to a thousandth of a pixel, features to rounding.
-    np.testing.assert_allclose(jx.arrays["boxes"], tf.arrays["boxes"], atol=1e-3)
-    features = tf.arrays["features"]
-    np.testing.assert_allclose(jx.arrays["features"], features, atol=1e-5 * np.abs(features).max())
+    # float32 on two backends, two kernel sets: a value within round-off of the threshold tau can
+    # move a box edge by up to one input pixel (128 / 160 is the smallest scale of the images).
+    assert_boxes_close(jx.arrays["boxes"], tf.arrays["boxes"], scale=128 / 160)
+    assert_close_to_max(jx.arrays["features"], tf.arrays["features"], forward_bound(), axis=1, what="features")
 
 
 @needs_jax

@@ -1,8 +1,8 @@
 """Writes tests/model/data/backprop_maps.npz: the tiny net's weights, image, seeds and maps.
 
 Run once (``.venv/bin/python tests/model/make_backprop_fixture.py``) with the TensorFlow
-backprop as it was before the backend-neutral rewrite; the stored maps are what the TensorFlow
-path must keep giving bit for bit.  Rerunning it overwrites the reference: do not, unless the
+backprop; the stored maps are what every kernel set must keep giving within round-off
+(tests/tolerances.py).  Rerunning it overwrites the reference: do not, unless the
 method is meant to change.
 """
 

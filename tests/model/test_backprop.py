@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from backprop_reference import OFFSET, reference_maps, tiny_net
+from tolerances import backprop_bound
 from dasr.model.backprop import ProbabilityBackprop, UnsupportedLayerError, seed_probabilities, trace_graph
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,12 @@ def test_matches_float64_reference(net_and_image):
     got = np.asarray(bp.backprop(bp.prepare(acts), seed_probabilities(acts["top"], seeds)))
     want, masses = reference_maps(model, image, seeds)
     assert got.shape == want.shape == (4, 16, 16)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())
+    bound = backprop_bound("float32")  # nonnegative sums: value by value
+    np.testing.assert_allclose(got, want, rtol=bound, atol=1e-6 * want.max())
     # mass is conserved stage by stage in the reference ...
     np.testing.assert_allclose(masses, masses[:, :1] * np.ones_like(masses), rtol=1e-9)
     # ... and end to end in the TensorFlow implementation
-    np.testing.assert_allclose(got.sum((1, 2)), masses[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(got.sum((1, 2)), masses[:, 0], rtol=bound)
     assert got.min() >= 0
 
 

@@ -123,3 +123,19 @@ def test_npm_conversion_sets_every_weight(tmp_path):
     assert np.count_nonzero(after[-1]) > 0  # the classifier's bias is not zero
     labels = json.loads((package / "assets" / "labels.json").read_text())
     assert len(labels) == 1000
+
+
+def test_keras_download_progress_stays_off_stdout(tmp_path, monkeypatch, capsys):
+    """Keras prints "Downloading data from ..." to stdout: a command's stdout (its table, its JSON)
+    must not carry it."""
+    import dasr.model.architectures as architectures
+
+    def chatty(backbone, keras_imagenet=False):
+        print("Downloading data from somewhere")
+        raise OSError("no network")
+
+    monkeypatch.setattr(architectures, "classifier_model", chatty)
+    with pytest.raises(OSError):
+        weights._keras_download("resnet50", tmp_path / "w.weights.h5")
+    out = capsys.readouterr()
+    assert out.out == "" and "Downloading data" in out.err

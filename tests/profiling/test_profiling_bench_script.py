@@ -25,8 +25,10 @@ def run_bench(*args, home, timeout=900):
 
 @pytest.mark.slow
 def test_quick_run_reports_every_section(sample_images, tmp_path):
+    """Both backprop dtypes on whichever CPU runs it (bfloat16 forced: native or emulated)."""
     out = tmp_path / "bench.json"
-    proc = run_bench("--quick", *TINY, "--images", sample_images, "--out", out, home=tmp_path)
+    proc = run_bench("--quick", *TINY, "--dtype", "bfloat16", "--images", sample_images, "--out", out,
+                     home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert {"meta", "floor", "images", "search", "memory", "table"} <= set(data)
@@ -37,7 +39,13 @@ def test_quick_run_reports_every_section(sample_images, tmp_path):
     s = im["summary"]
     assert s["flop_shape_ok"] is True  # the FLOP count's shapes are the network's
     assert s["forward_s"]["min"] > 0 and s["forward_gflop_per_image"] > 0
-    assert s["backprop"]["float32"]["per_seed_s"] > 0 and s["backprop"]["float32"]["gflop_per_seed"] > 0
+    assert im["dtypes"] == ["float32", "bfloat16"] and im["pipeline_dtype"] == "bfloat16"
+    for dtype in ("float32", "bfloat16"):
+        assert s["backprop"][dtype]["per_seed_s"] > 0 and s["backprop"][dtype]["gflop_per_seed"] > 0
+        assert data["floor"][dtype]["gflops"] > 0
+    assert s["bf16_vs_f32_iou"]["seeds"] >= 1 and 0 <= s["bf16_vs_f32_iou"]["min"] <= 1
+    assert set(data["meta"]["cpu_flags"]) <= {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                                              "amx_bf16", "amx_tile"}
     for name in ("dasr", "dasr-star"):
         assert s["e2e"][name]["s"]["min"] > 0 and s["e2e"][name]["regions"]["min"] >= 1
     # one record per fast stride, each measured with its own backprop (not one printed twice)

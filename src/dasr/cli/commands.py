@@ -17,27 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from dasr.cli.options import spec_from_args
-from dasr.demo import run_demo
-from dasr.distributed.ray_engine import RayOptions, extract_on_ray
 from dasr.errors import UserError
-from dasr.eval.instance import evaluate, format_table
-from dasr.experiments import ExperimentError, run_experiment
 from dasr.features.spec import extractor_for_store
-from dasr.figures import detection_figure, results_panel
+from dasr.features.whitening import load_whitening
 from dasr.io.atomic import atomic_write_bytes
 from dasr.io.images import ImageError, load_image
 from dasr.io.outputs import check_output_folder, check_output_path
-from dasr.model.architectures import classifier_model
-from dasr.model.backbone import RANDOM_WEIGHTS_SEED
-from dasr.model.classify import class_probabilities
-from dasr.model.weights import imagenet_labels, resolve_weights, weights_fingerprint
-from dasr.features.whitening import load_whitening
 from dasr.search import SearchIndex, choose_whitening, learn_whitening, whitening_path
 from dasr.search.query import parse_box, search_box
 from dasr.search.region_index import build_region_index, open_region_index, region_index_path
 from dasr.store import RegionStore, parse_shard
 from dasr.store.merge import merge_store_files
 from dasr.store.extract import extract_collection
+
+# The network (Keras, and TensorFlow under its backend), matplotlib and the experiments are
+# imported by the commands that use them: `dasr --help`, `merge`, `whiten` and `index build`
+# start in a fraction of a second and never load TensorFlow.
 
 # The exit code of a command that refused (part of) its input.
 REFUSED = 2
@@ -51,6 +46,8 @@ def _weights_path(backbone: str, weights: str) -> Path | None:
     """The weights file of ``--weights`` (None for ``random``)."""
     if weights == "random":
         return None
+    from dasr.model.weights import resolve_weights
+
     return resolve_weights(backbone, None if weights == "imagenet" else weights)
 
 
@@ -74,6 +71,9 @@ class ImageArguments:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    from dasr.model.backbone import RANDOM_WEIGHTS_SEED
+    from dasr.model.weights import weights_fingerprint
+
     path = _weights_path(args.backbone, args.weights)
     if path is None:
         print(f"random: an untrained {args.backbone} seeded with {RANDOM_WEIGHTS_SEED} (no file)")
@@ -83,6 +83,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    from dasr.model.architectures import classifier_model
+    from dasr.model.backbone import RANDOM_WEIGHTS_SEED
+    from dasr.model.classify import class_probabilities
+    from dasr.model.weights import imagenet_labels
+
     path = _weights_path(args.backbone, args.weights)
     if path is None:
         import keras
@@ -101,6 +106,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from dasr.figures import detection_figure
+
     if args.json and args.json != "-":
         check_output_path(args.json, args.images, (".json",), "--json")
     if args.figure:
@@ -139,6 +146,8 @@ def _extract_on_ray(args: argparse.Namespace) -> int:
         raise CliError("--shard is for the local engine; --engine ray plans its own shards (--shard-size)")
     if args.images_per_step is not None:
         raise CliError("--images-per-step is for the local engine; Ray workers take their default")
+    from dasr.distributed.ray_engine import RayOptions, extract_on_ray
+
     options = RayOptions(address=args.ray_address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker)
     summary = extract_on_ray(spec_from_args(args), args.images, args.out, root=args.root, shard_size=args.shard_size,
@@ -237,6 +246,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['rank']:3d}  {r['score']:.4f}  {r['image']}  box {r['box']}")
     if args.figure:
+        from dasr.figures import results_panel
+
         root = Path(index.store.root)
         panel = []
         for hit in result.hits:
@@ -249,6 +260,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dasr.eval.instance import evaluate, format_table
+
     extractor = spec_from_args(args).build()
     out = args.out or f"results/evaluate/{args.benchmark}/{args.method}"
     pca, source = ("none", None) if args.pca == "none" else ("other", None if args.pca == "auto" else args.pca)
@@ -265,6 +278,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: DASR*, the fixed-box control and GAP on the bundled demo collection."""
+    from dasr.demo import run_demo
+
     check_output_folder(args.out, "--out")
     report = run_demo(spec_from_args(args), args.root, args.out, progress=not args.quiet)
     for line in report.lines():
@@ -284,6 +299,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Exit code 1 when some cells failed: the others' report is written, the failures are listed."""
+    from dasr.experiments import ExperimentError, run_experiment
+
     try:
         run_experiment(args.config, args.set or [], quiet=args.quiet)
     except ExperimentError as e:

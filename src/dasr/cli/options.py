@@ -13,9 +13,8 @@ import math
 from dasr.distributed.plan import DEFAULT_SHARD_SIZE
 from dasr.features.methods import ALL_METHODS
 from dasr.features.spec import BACKBONES, POOLINGS, ExtractorSpec
-from dasr.model.backprop import INPUT_RULES, STRIDED_CONV_RULES
 from dasr.regions import METHOD_DEFAULT
-from dasr.regions.config import RULES
+from dasr.regions.config import INPUT_RULES, RULES, STRIDED_CONV_RULES
 from dasr.search.region_index import DEFAULT_CANDIDATES, INDEX_KINDS
 
 # ----------------------------------------------------------------------------- value types
@@ -54,7 +53,7 @@ POSITIVE_INT = int_at_least(1)
 
 # ----------------------------------------------------------------------------- option groups
 def add_backbone_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", default="resnet50", choices=BACKBONES)
+    p.add_argument("--backbone", default="resnet50", choices=BACKBONES, help="the ImageNet classifier")
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' (cache, Keras download, npm export), 'random' (an untrained seeded "
                         "network) or a .weights.h5 path (used as given, never replaced)")
@@ -62,7 +61,7 @@ def add_backbone_options(p: argparse.ArgumentParser) -> None:
 
 def add_index_options(p: argparse.ArgumentParser) -> None:
     """The options of a command that searches an index (``search``, ``serve``)."""
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True, help="the region store to search (dasr extract --out)")
     p.add_argument("--pca", default="auto",
                    help="auto (the one whitening file next to the index, if any), none, or a whitening file")
     p.add_argument("--weights", default=None,
@@ -81,9 +80,10 @@ def add_region_index_options(p: argparse.ArgumentParser) -> None:
 def add_region_options(p: argparse.ArgumentParser) -> None:
     """The extractor's options (:class:`~dasr.features.spec.ExtractorSpec`)."""
     add_backbone_options(p)
-    p.add_argument("--method", default="dasr-star", choices=ALL_METHODS)
+    p.add_argument("--method", default="dasr-star", choices=ALL_METHODS,
+                   help="regions (dasr, dasr-star, fixed-box) or a global baseline (one whole-image region)")
     p.add_argument("--layer", default=None, help="feature layer (default conv5_block1_out / block5_conv3)")
-    p.add_argument("--pooling", default="avg", choices=POOLINGS)
+    p.add_argument("--pooling", default="avg", choices=POOLINGS, help="pooling of the feature map in a box")
     p.add_argument("--tau", type=float_between(0.0, 1.0, hi_open=True), default=0.1,
                    help="threshold on the max-normalised map (τ, in [0, 1))")
     p.add_argument("--beta", type=float_between(0.0, 1.0, lo_open=True), default=None,
@@ -100,9 +100,11 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
                         "then compute only their full maps (1 = off, the paper)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="backprop compute type (auto: bfloat16 where the hardware computes it)")
-    p.add_argument("--strided-conv", default="window", choices=STRIDED_CONV_RULES)
+    p.add_argument("--strided-conv", default="window", choices=STRIDED_CONV_RULES,
+                   help="strided 1x1 convolutions in the backprop: their 2x2 window, or the exact sampled cell")
     p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")
-    p.add_argument("--max-seeds", type=POSITIVE_INT, default=None)
+    p.add_argument("--max-seeds", type=POSITIVE_INT, default=None,
+                   help="at most this many seeds per image, the strongest (default: all, as the paper)")
     p.add_argument("--rule", default="paper", choices=RULES,
                    help="paper: Sections 3.1-3.2 as written; authors: the released code's backprop, "
                         "seeds and 95th-percentile threshold (see dasr.regions.config)")

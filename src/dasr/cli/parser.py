@@ -7,6 +7,7 @@ import argparse
 from dasr import __version__
 from dasr.cli import commands as c
 from dasr.cli.backend import BACKENDS
+from dasr.eval.datasets import BENCHMARKS
 from dasr.eval.datasets.common import QUERY_KINDS
 from dasr.search.region_index import INDEX_KINDS
 from dasr.store.extract import GPU_IMAGES_PER_STEP
@@ -18,8 +19,27 @@ DESCRIPTION = ("DASR instance search: salient regions of images by probability b
 
 
 # ----------------------------------------------------------------------------- parser
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with :class:`DefaultsFormatter`, for the command and every subcommand."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dasr", description=DESCRIPTION)
+    parser = Parser(prog="dasr", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"dasr {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also DASR_DEBUG=1)")
@@ -35,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="top-5 ImageNet classes of images (proves the weights are real)")
     add_backbone_options(p)
     p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int_at_least(1), default=5)
+    p.add_argument("--top", type=int_at_least(1), default=5, help="classes shown per image")
     p.set_defaults(func=c.cmd_classify)
 
     p = sub.add_parser("detect", help="salient regions of images (DASR / DASR*)")
@@ -81,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = isub.add_parser("build", help="a faiss index of a store's post-processed regions, saved next to it")
     b.add_argument("store")
     b.add_argument("--out", help="default <store>.index-<kind>.npz (where --index-kind finds it)")
-    b.add_argument("--kind", default="ivfpq", choices=INDEX_KINDS)
+    b.add_argument("--kind", default="ivfpq", choices=INDEX_KINDS, help="the faiss index type")
     b.add_argument("--pca", default="auto",
                    help="the search's whitening: auto (the one file next to the store), none, or a file")
     b.add_argument("--bytes-per-region", type=int_at_least(2), default=64,
@@ -96,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_index_options(p)
     p.add_argument("--query", required=True)
     p.add_argument("--box", help="x1,y1,x2,y2 in the query image's pixels (default: whole image)")
-    p.add_argument("--top", type=POSITIVE_INT, default=10)
+    p.add_argument("--top", type=POSITIVE_INT, default=10, help="images returned")
     p.add_argument("--small-box", action="store_true",
                    help="accept a box smaller than one feature cell (pools the cell at its centre)")
     p.add_argument("--json", action="store_true")
@@ -106,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="mAP@k and localization on a benchmark")
     add_region_options(p)
     add_region_index_options(p)
-    p.add_argument("--benchmark", required=True)
+    p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(BENCHMARKS)}")
     p.add_argument("--root", default=None)
     p.add_argument("--pca", default="auto",
                    help="the whitening's collection: auto (the benchmark's usual other collection), "
@@ -116,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learn the whitening on every n-th database image of its collection (and its queries)")
     p.add_argument("--work", default="results/stores", help="where stores are kept and reused")
     p.add_argument("--out", default=None)
-    p.add_argument("--ap-variant", default="truncated", choices=["truncated", "min"])
+    p.add_argument("--ap-variant", default="truncated", choices=["truncated", "min"],
+                   help="AP@k's normaliser printed (both are in results.json)")
     p.add_argument("--subsample", type=POSITIVE_INT, default=1,
                    help="keep every n-th database image (quick runs; the table says so)")
     p.add_argument("--query", default="box", choices=QUERY_KINDS,
@@ -127,13 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="DASR*, the fixed-box control and global average pooling on the bundled demo")
     add_region_options(p)
     p.add_argument("--root", default="data/demo", help="an instance-track style folder")
-    p.add_argument("--out", default="results/demo")
+    p.add_argument("--out", default="results/demo", help="folder of the report and figures")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=c.cmd_demo)
 
     p = sub.add_parser("serve", help="a local search page over an index: draw a box, see where the instance is")
     add_index_options(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int_at_least(0), default=8000, help="port (0: any free one)")
     p.add_argument("--benchmark", help="the benchmark the index was extracted from: relevance marks and AP")
     p.add_argument("--benchmark-root", help="that benchmark's folder (default: its usual place)")

@@ -6,9 +6,18 @@ worker, one extractor per process), :mod:`~dasr.distributed.pool` (the workers a
 ``import dasr.distributed`` never need it.
 """
 
-from dasr.distributed.plan import DEFAULT_SHARD_SIZE, PlanMismatchError, ShardPlan
-from dasr.distributed.pool import RayOptions, RayUnavailableError, ShardPool
-from dasr.distributed.ray_engine import RaySummary, extract_on_ray
+import importlib
 
-__all__ = ["DEFAULT_SHARD_SIZE", "PlanMismatchError", "RayOptions", "RaySummary", "RayUnavailableError",
-           "ShardPlan", "ShardPool", "extract_on_ray"]
+# Each name from the module that defines it, on first use: the plan (pure) is read by the
+# command line's option parser, which must not load the network that the workers import.
+_WHERE = {"DEFAULT_SHARD_SIZE": "plan", "PlanMismatchError": "plan", "ShardPlan": "plan",
+          "RayOptions": "pool", "RayUnavailableError": "pool", "ShardPool": "pool",
+          "RaySummary": "ray_engine", "extract_on_ray": "ray_engine"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

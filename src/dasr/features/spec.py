@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from dasr.errors import InputError
-from dasr.features.extractor import Extractor
 from dasr.features.methods import REGION_METHODS, check_method, seed_rule
-from dasr.model import backbone
 from dasr.regions import METHOD_DEFAULT, RegionConfig
+
+if TYPE_CHECKING:  # the network is imported when a spec is built, not when options are parsed
+    from dasr.features.extractor import Extractor
 
 POOLINGS = ("avg", "max")
 BACKBONES = ("resnet50", "vgg16")
@@ -126,7 +127,10 @@ class ExtractorSpec:
         Raises:
           dasr.model.weights.WeightsError: the weights cannot be found or read.
         """
-        network = backbone.build_backbone(self.backbone, self.weights)
+        from dasr.features.extractor import Extractor
+        from dasr.model.backbone import build_backbone
+
+        network = build_backbone(self.backbone, self.weights)
         return Extractor(network, self.method, self.region, self.feature_layer, self.pooling,
                          self.fixed_box_side)
 

@@ -57,8 +57,8 @@ holds seeds of several images (:mod:`dasr.model.chunks`).
 
 The code is backend-neutral (``keras.ops``): it runs on the Keras backend chosen the Keras way
 (``KERAS_BACKEND=tensorflow``, the default, or ``jax``).  The transposed maps and the
-compilation come from :mod:`dasr.model.transpose`; TensorFlow's results are bit-identical to
-the TensorFlow-only implementation this replaced (tests/model/test_backprop_fixture.py).
+compilation come from :mod:`dasr.model.transpose`; every backend and kernel set gives the
+float64 reference's maps to float32 round-off (tests/model/test_backprop_fixture.py).
 """
 
 from __future__ import annotations
@@ -76,9 +76,7 @@ from dasr.model.moments import device_ellipses
 from dasr.model.chunks import seed_probabilities  # noqa: F401
 from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
 
-INPUT_RULES = ("raw", "shift")
-STRIDED_CONV_RULES = ("window", "exact")
-RULES = ("paper", "authors")
+from dasr.regions.config import INPUT_RULES, RULES, STRIDED_CONV_RULES  # noqa: F401  (public here too)
 # The authors' code (PRM's PostHook): 1 / (|Z| + eps), and 0 where Z < eps.
 AUTHORS_EPS = 1e-10
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 
 from dasr.errors import InputError
+from dasr.profiling.machine import cpu_flags
 
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
@@ -35,14 +36,7 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     Args:
       cpuinfo: the text of /proc/cpuinfo; None reads it (no file: False).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return any(flag in flags.split() for flag in CPU_BF16_FLAGS)
+    return any(flag in cpu_flags(cpuinfo) for flag in CPU_BF16_FLAGS)
 
 
 def _parse_capability(value) -> tuple[int, int]:

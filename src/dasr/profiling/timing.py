@@ -27,7 +27,10 @@ def wait(value: Any) -> None:
         value.block_until_ready()
         return
     ndim = len(getattr(value, "shape", ()))
-    np.asarray(value[(0,) * ndim] if ndim and min(value.shape) > 0 else value)
+    # A one-element slice, not a scalar: NumPy cannot take a bfloat16 TensorFlow scalar (its
+    # __array__ gives a NumPy scalar), while a one-element tensor converts in every dtype.
+    first = value[(slice(0, 1),) * ndim] if ndim and min(value.shape) > 0 else value
+    first.numpy() if hasattr(first, "numpy") else np.asarray(first)
 
 
 @dataclass(frozen=True)

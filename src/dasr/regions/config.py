@@ -18,6 +18,10 @@ from dasr.errors import InputError
 METHODS = ("dasr", "dasr-star")
 # ``paper``: Sections 3.1-3.2 as written; ``authors``: what the authors' released code runs.
 RULES = ("paper", "authors")
+# How the backprop treats the network input (``raw`` pixels or shifted to be nonnegative) and
+# strided 1x1 convolutions (their 2x2 ``window`` or the ``exact`` sampled cell).
+INPUT_RULES = ("raw", "shift")
+STRIDED_CONV_RULES = ("window", "exact")
 # ``nms_iou`` left at this value takes the method's β (:func:`default_nms`).
 METHOD_DEFAULT = "method-default"
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 
 import numpy as np
 
 from dasr.errors import UserError
-from dasr.features.extractor import Extractor
 from dasr.search.index import Hit, SearchIndex
+
+if TYPE_CHECKING:
+    from dasr.features.extractor import Extractor
 
 Box = tuple[float, float, float, float]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dasr.features.extractor import Extractor
 from dasr.io.atomic import atomic_write_bytes
 from dasr.store import derive
 from dasr.store.config import diff_configs
@@ -24,6 +24,9 @@ from dasr.store.errors import StoreConfigError
 from dasr.store.extract import extract_collection
 from dasr.store.reader import RegionStore, store_contents
 from dasr.store.skipped import read_skipped
+
+if TYPE_CHECKING:
+    from dasr.features.extractor import Extractor
 
 __all__ = ["config_hash", "ensure_store", "store_folder", "write_list"]
 

@@ -23,6 +23,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -31,15 +32,16 @@ from dasr.errors import InputError
 from dasr.store.config import BACKEND_KEY
 from dasr.store.errors import CollectionNotFoundError
 from dasr.store.identity import check_unchanged, file_identity
-from dasr.features.extractor import Extractor, NetworkInput
 from dasr.io.budget import DecodeBudget
 from dasr.io.images import DecodedImage, ImageError, list_images, read_image
-from dasr.model.device import BACKEND, gpu_compute_capabilities
 from dasr.regions import Regions
 from dasr.store.reader import RegionStore
 from dasr.store.shards import shard_of
 from dasr.store.skipped import read_skipped
 from dasr.store.writer import StoreWriter
+
+if TYPE_CHECKING:  # the network is imported by whoever builds the extractor
+    from dasr.features.extractor import Extractor, NetworkInput
 
 
 # Images per network step where a GPU is visible.  Chosen, not measured (no GPU here): at
@@ -52,6 +54,8 @@ GPU_IMAGES_PER_STEP = 8
 
 def default_images_per_step() -> int:
     """:data:`GPU_IMAGES_PER_STEP` where a GPU is visible, else 1 (the per-image path, bit-identical stores)."""
+    from dasr.model.device import gpu_compute_capabilities
+
     return GPU_IMAGES_PER_STEP if gpu_compute_capabilities() else 1
 
 
@@ -312,6 +316,8 @@ def extract_collection(extractor: Extractor, images: str | os.PathLike, out: str
         rel = rel[:limit]
     items = shard_of(rel, shard) if shard else list(enumerate(rel))
     config = extractor.config()
+    from dasr.model.device import BACKEND  # the extractor's network has loaded Keras already
+
     config[BACKEND_KEY] = BACKEND
     if shard:
         config["shard"] = f"{shard[0]}/{shard[1]}"
