@@ -33,6 +33,7 @@ import datetime as dt
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="stop starting new timed images after this many seconds of the image section")
     p.add_argument("--export-images", default=None, metavar="DIR",
                    help="copy the selected images (warm-up + n, keeping their sub-folders) to DIR and exit")
-    p.add_argument("--skip", nargs="*", default=[], choices=("images", "search", "floor"),
+    p.add_argument("--skip", nargs="*", default=[], choices=("startup", "images", "search", "floor"),
                    help="sections to leave out")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: --n {QUICK['n']}, one seed chunk per image, --regions {QUICK['regions']}, "
@@ -490,6 +491,23 @@ def run_search(args, res: dict) -> None:
                           "bytes_per_vector": index_bytes_per_vector(ivf)}
 
 
+# ----------------------------------------------------------------------------- start-up section
+STARTUP_COMMANDS = (("--help",), ("--version",), ("merge", "--help"))
+
+
+def run_startup(res: dict, repeats: int = 3) -> None:
+    """Wall time of ``dasr ARGS`` in a new process (best of ``repeats``), as a user starts it."""
+    for args in STARTUP_COMMANDS:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "dasr.cli", *args], capture_output=True, text=True)
+            times.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"dasr {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        res[" ".join(args)] = {"best_s": min(times), "median_s": float(np.median(times)), "runs": repeats}
+
+
 # ----------------------------------------------------------------------------- report
 def mean_median(s: dict | None, scale: float = 1.0) -> str:
     return "n/a" if s is None else f"{fmt(s['mean'] * scale)} (median {fmt(s['median'] * scale)})"
@@ -512,6 +530,8 @@ def table_rows(data: dict) -> list[tuple[str, str, str, str]]:
     row("machine", "CPU flags (of those that pick kernels)", " ".join(meta["cpu_flags"]) or "none")
     row("machine", "Keras backend of the pipeline", meta["backend"])
     row("machine", "TensorFlow oneDNN (TF_ENABLE_ONEDNN_OPTS)", meta["tf_onednn"])
+    for cmd, t in (data["startup"] if "startup" in data else {}).items():
+        row("start-up", f"dasr {cmd}, new process, best of {t['runs']}", t["best_s"], "s")
     for key, fl in (data["floor"] if "floor" in data else {}).items():
         row("floor", f"matmul peak {key} ({fl['n']}²)", fl["gflops"], "GFLOP/s")
     for d, ops in (data["gpu_kernels"] if "gpu_kernels" in data else {}).items():
@@ -636,6 +656,8 @@ def main(argv=None) -> int:
         meta.update(complete=False, wall_s=time.perf_counter() - t_start)
         write_json(out, data)  # partial results, so that a killed run keeps what it finished
 
+    if "startup" not in args.skip:
+        section("start-up of the dasr command", lambda: run_startup(data.setdefault("startup", {})))
     if "floor" not in args.skip:
         def run_floor():
             n = args.matmul_n or (8192 if meta["on_gpu"] else 2048)

@@ -31,7 +31,8 @@ def test_quick_run_reports_every_section(sample_images, tmp_path):
                      home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert {"meta", "floor", "images", "search", "memory", "table"} <= set(data)
+    assert {"meta", "startup", "floor", "images", "search", "memory", "table"} <= set(data)
+    assert data["startup"]["--version"]["best_s"] > 0 and data["startup"]["merge --help"]["runs"] == 3
     assert data["meta"]["complete"] is True
     assert data["floor"]["float32"]["gflops"] > 0
     im = data["images"]
