@@ -75,8 +75,8 @@ from dasr.model.moments import device_ellipses
 # Public here since before the seed chunks had their own module.
 from dasr.model.chunks import seed_probabilities  # noqa: F401
 from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
+from dasr.regions.config import INPUT_RULES, RULES, STRIDED_CONV_RULES
 
-from dasr.regions.config import INPUT_RULES, RULES, STRIDED_CONV_RULES  # noqa: F401  (public here too)
 # The authors' code (PRM's PostHook): 1 / (|Z| + eps), and 0 where Z < eps.
 AUTHORS_EPS = 1e-10
 
