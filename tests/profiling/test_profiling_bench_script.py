@@ -63,7 +63,7 @@ def test_quick_run_reports_every_section(sample_images, tmp_path):
 
 
 def test_missing_images_fail_with_a_traceback(tmp_path):
-    proc = run_bench("--quick", *TINY, "--skip", "floor", "search", "--images", tmp_path / "nothing",
+    proc = run_bench("--quick", *TINY, "--skip", "startup", "floor", "search", "--images", tmp_path / "nothing",
                      "--out", tmp_path / "b.json", home=tmp_path, timeout=300)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "no such folder" in proc.stderr
@@ -82,6 +82,6 @@ def test_a_broken_pipeline_is_not_swallowed(sample_images, tmp_path, monkeypatch
     out = tmp_path / "b.json"
     with pytest.raises(RuntimeError, match="backprop broke"):
         # no fast modes: the failure comes at the first warm-up backprop, seconds in
-        bench.main(["--quick", *map(str, TINY), "--skip", "floor", "search",
+        bench.main(["--quick", *map(str, TINY), "--skip", "startup", "floor", "search",
                     "--fast-strides", "--cascade-strides", "--images", str(sample_images), "--out", str(out)])
     assert not out.exists()  # nothing reported as if it had been measured
