@@ -8,16 +8,22 @@ import resource
 import sys
 
 
+def _cpuinfo_field(name: str, cpuinfo: str | None = None) -> str | None:
+    """The first ``name : value`` line's value in /proc/cpuinfo (``cpuinfo``: its text; None reads
+    the file); None where there is no such file or line (not Linux)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith(name)), None)
+    return None if line is None else line.partition(":")[2].strip()
+
+
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # not Linux
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 # The instruction-set flags that decide which kernels and dtypes run (oneDNN's ISA, bfloat16).
@@ -30,14 +36,7 @@ def cpu_flags(cpuinfo: str | None = None) -> list[str]:
     Args:
       cpuinfo: the text of /proc/cpuinfo; None reads it.
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return []
-    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
-    have = set(line.partition(":")[2].split())
+    have = set((_cpuinfo_field("flags", cpuinfo) or "").split())
     return [flag for flag in SIMD_FLAGS if flag in have]
 
 
