@@ -19,6 +19,7 @@ import sys
 import threading
 
 from dasr.cli.backend import requested_backend, select_backend
+from dasr.cli.quiet import quiet_tensorflow_import
 from dasr.errors import UserError
 
 # TensorFlow's start-up chatter buries the output people came for.
@@ -60,6 +61,7 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"dasr: error: {e}", file=sys.stderr)
         return 2
+    quiet_tensorflow_import()
     from dasr.cli.parser import build_parser
     from dasr.eval.datasets import DatasetMissingError
     from dasr.model.weights import WeightsError

@@ -32,7 +32,8 @@ from dasr.experiments.bootstrap import bootstrap_settings
 from dasr.experiments.entries import Entry
 from dasr.store import RegionStore
 
-__all__ = ["PAIRS", "PAPER_REGIONS_PER_IMAGE", "fidelity_section", "median_box_area", "size_terciles"]
+__all__ = ["PAIRS", "PAPER_REGIONS_PER_IMAGE", "benchmark_intro", "bootstrap_table", "cell_table", "fidelity_section",
+           "median_box_area", "own_cells", "size_terciles", "variant_pairs"]
 
 # Section 3.2: "On average, 11 regions are detected in one image after NMS when β is set to 0.3" (DASR*).
 PAPER_REGIONS_PER_IMAGE = 11.0
@@ -85,6 +86,21 @@ def size_terciles(bench: Benchmark, store: RegionStore) -> dict[str, int] | None
     return {name: int(np.searchsorted(edges, v, side="right")) for name, v in size.items()}
 
 
+def benchmark_intro(cfg: dict, bench: str, es: list[Entry]) -> tuple[Benchmark, list[str]]:
+    """The run's (subsampled) benchmark ``bench`` and the heading of its part of a section.
+
+    Args:
+      cfg: the run's config (benchmarks, ``subsample``).
+      bench: the benchmark's name.
+      es: its finished entries (the whitening mode is read from the first).
+    """
+    spec = next((s for s in resolve_benchmarks(cfg) if s.name == bench), None)
+    b = subsample_database(load_benchmark(bench, spec.root if spec else None), cfg["subsample"])
+    return b, [f"### {bench}", "", f"- {len(b.database)} database images"
+               + (f" (1 in {cfg['subsample']} of the benchmark's: subsampled for CPU time)" if cfg["subsample"] > 1
+                  else "") + f", {len(b.queries)} queries, whitening: {es[0].result.pca.mode}", ""]
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -94,7 +110,19 @@ def _loc05(per_query) -> float | None:
     return float(np.mean(np.asarray(ious) >= 0.5)) if ious else None
 
 
-def _cell_table(cfg: dict, es: list[Entry], names: set[str], rows: list[dict], bench: str) -> tuple[list[str], dict]:
+def cell_table(cfg: dict, es: list[Entry], names: set[str], rows: list[dict], bench: str) -> tuple[list[str], dict]:
+    """One table row per cell of ``es`` (their CSV rows appended to ``rows``).
+
+    Args:
+      cfg: the run's config (``ks``, ``name``).
+      es: the benchmark's finished entries.
+      names: the database images (the median box area is over their regions).
+      rows: results.csv rows, extended here.
+      bench: the benchmark's name.
+
+    Returns:
+      The Markdown lines and {cell label: {regions, area, loc, miou, ap}}.
+    """
     ks = [int(k) for k in cfg["ks"]]
     head = ["cell", *[f"mAP@{k} trunc" for k in ks], *[f"mAP@{k} min" for k in ks], "mAP all", "regions/img",
             "median box area", "loc@0.5", "mIoU (enclosing)"]
@@ -122,19 +150,21 @@ def _cell_table(cfg: dict, es: list[Entry], names: set[str], rows: list[dict], b
     return md, stats
 
 
-def _variant_pairs(es: list[Entry]) -> list[tuple[str, str]]:
-    """(variant cell, fixed-box) and (variant cell, its cell without the options), for each variants cell."""
+def own_cells(es: list[Entry]) -> dict[str, str | None]:
+    """{label of each variants cell: the label of the same cell without the options, None where it did not run}."""
     plain = {(e.cell.method, e.cell.backbone, e.cell.layer, e.cell.beta, e.cell.rule): e.cell.label
              for e in es if not e.cell.options}
-    pairs = []
-    for e in es:
-        if e.cell.options:
-            base = plain.get((e.cell.method, e.cell.backbone, e.cell.layer, e.cell.beta, e.cell.rule))
-            pairs += [(e.cell.label, "fixed-box")] + ([(e.cell.label, base)] if base else [])
-    return pairs
+    return {e.cell.label: plain.get((e.cell.method, e.cell.backbone, e.cell.layer, e.cell.beta, e.cell.rule))
+            for e in es if e.cell.options}
 
 
-def _bootstrap_table(cfg: dict, by_label: dict[str, Entry], pairs: list[tuple[str, str]]) -> tuple[list[str], dict]:
+def variant_pairs(es: list[Entry]) -> list[tuple[str, str]]:
+    """(variant cell, fixed-box) and (variant cell, its cell without the options), for each variants cell."""
+    return [pair for label, base in own_cells(es).items()
+            for pair in [(label, "fixed-box")] + ([(label, base)] if base else [])]
+
+
+def bootstrap_table(cfg: dict, by_label: dict[str, Entry], pairs: list[tuple[str, str]]) -> tuple[list[str], dict]:
     """The paired intervals of ``pairs`` present, and {(reference, other): (Δ AP, lo, hi)}."""
     b = bootstrap_settings(cfg)
     md = [f"Paired 95% bootstrap intervals over queries ({int(b['n_boot'])} resamples, seed {b['seed']}); "
@@ -161,7 +191,7 @@ def _bootstrap_table(cfg: dict, by_label: dict[str, Entry], pairs: list[tuple[st
 def _variant_verdict(es: list[Entry], ap_ci: dict) -> list[str]:
     """One line per variants cell: does it beat the fixed-box control (AP interval above 0)?"""
     lines = []
-    for ref, other in _variant_pairs(es):
+    for ref, other in variant_pairs(es):
         if other == "fixed-box" and (ref, other) in ap_ci:
             d, lo, hi = ap_ci[(ref, other)]
             word = "**beats**" if lo > 0 else ("is **beaten by**" if hi < 0 else "does **not** separate from")
@@ -222,7 +252,6 @@ def fidelity_section(cfg: dict, entries: list[Entry], rows: list[dict]) -> list[
     Returns:
       Markdown lines.
     """
-    specs = {s.name: s for s in resolve_benchmarks(cfg)}
     md = ["## Fidelity: the paper's rule vs the authors' released rule", "",
           f"Constants: τ = {cfg['tau']:g} and β = 0.3 (DASR*) are the paper's; the authors' rule uses its code's "
           "own (95th percentile of each map, PRM's 3x3 peaks without the border, NMS 0.3 for DASR*, none for DASR). "
@@ -231,19 +260,16 @@ def fidelity_section(cfg: dict, entries: list[Entry], rows: list[dict]) -> list[
         es = [e for e in entries if e.benchmark == bench and e.result is not None]
         if not es:
             continue
-        spec = specs.get(bench)
-        b = subsample_database(load_benchmark(bench, spec.root if spec else None), cfg["subsample"])
+        b, intro = benchmark_intro(cfg, bench, es)
         names = set(b.database)
-        md += [f"### {bench}", "", f"- {len(b.database)} database images"
-               + (f" (1 in {cfg['subsample']} of the benchmark's: subsampled for CPU time)" if cfg["subsample"] > 1
-                  else "") + f", {len(b.queries)} queries, whitening: {es[0].result.pca.mode}", ""]
-        table, stats = _cell_table(cfg, es, names, rows, bench)
+        md += intro
+        table, stats = cell_table(cfg, es, names, rows, bench)
         md += table + [""]
         sizes = [len(q.positives) for q in b.queries]
         if b.ap == "instance" and sizes and max(sizes) <= min(int(k) for k in cfg["ks"]):
             md += [f"The two AP@k definitions coincide here: no query has more relevant images than the smallest k "
                    f"(|R| = {min(sizes)}..{max(sizes)}, median {int(np.median(sizes))}).", ""]
-        boot, ap_ci = _bootstrap_table(cfg, {e.cell.label: e for e in es}, PAIRS + _variant_pairs(es))
+        boot, ap_ci = bootstrap_table(cfg, {e.cell.label: e for e in es}, PAIRS + variant_pairs(es))
         md += boot
         store = next((RegionStore.open(e.result.store) for e in es
                       if e.result.store and Path(e.result.store).is_file()), None)

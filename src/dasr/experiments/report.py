@@ -23,6 +23,7 @@ from dasr.experiments.bootstrap import BOOTSTRAP_FIELDS, bootstrap_rows, bootstr
 from dasr.experiments.cells import display_label
 from dasr.experiments.entries import Entry, read_results
 from dasr.experiments.fidelity import fidelity_section
+from dasr.experiments.precision import precision_section
 from dasr.experiments.paper import metric_columns, paper_row, paper_value
 from dasr.experiments.plots import write_plots
 from dasr.experiments.statements import statements
@@ -264,6 +265,8 @@ def write_report(cfg: dict, entries: list[Entry], paper: dict, out: Path) -> dic
         md += _bootstrap_section(cfg, boot)
     if cfg["compare"] == "fidelity":
         md += fidelity_section(cfg, entries, rows)
+    if cfg["compare"] == "precision":
+        md += precision_section(cfg, entries, rows)
     said = statements(cfg, entries, paper)
     if said:
         md += ["## The paper's statements and ours", "", *said, ""]
