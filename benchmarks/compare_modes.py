@@ -2,7 +2,8 @@
 
 Reads each run's ``results.json`` (and the region store it names) and prints, over the
 database images both stores hold: regions per image, the matched-box IoU (each faithful region's
-best IoU with a region of the other mode in the same image, :func:`dasr.regions.best_iou`), and
+best IoU with a region of the other mode in the same image,
+:func:`dasr.experiments.precision.matched_box_ious`), and
 the mAP of each with the paired bootstrap 95% interval of the difference over queries.
 
 Usage:
@@ -22,7 +23,7 @@ import numpy as np
 
 from dasr.eval.metrics import bootstrap_difference_ci
 from dasr.eval.records import SearchResult
-from dasr.regions import best_iou
+from dasr.experiments.precision import matched_box_ious
 from dasr.store import RegionStore
 
 
@@ -45,14 +46,9 @@ class RegionAgreement:
 
 def region_agreement(faithful: RegionStore, other: RegionStore, images: list[str]) -> RegionAgreement:
     """:class:`RegionAgreement` of two stores over ``images`` (names both hold)."""
-    best, n_a, n_b = [], [], []
-    for name in images:
-        a = faithful.regions_of(faithful.index(name))["boxes"]
-        b = other.regions_of(other.index(name))["boxes"]
-        n_a.append(len(a))
-        n_b.append(len(b))
-        best.extend(best_iou(a, b).tolist())
-    return RegionAgreement(float(np.mean(best)) if best else float("nan"), float(np.mean(n_a)),
+    best = matched_box_ious(faithful, other, images)
+    n_a, n_b = ([len(s.regions_of(s.index(name))["boxes"]) for name in images] for s in (faithful, other))
+    return RegionAgreement(float(np.mean(best)) if len(best) else float("nan"), float(np.mean(n_a)),
                            float(np.mean(n_b)), len(images))
 
 

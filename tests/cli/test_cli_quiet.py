@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from conftest import subprocess_env
@@ -53,11 +54,16 @@ def test_quiet_import_drops_tensorflows_banners():
     assert not any(b in _import_tensorflow(quiet=True) for b in BANNERS)
 
 
-def test_a_dasr_command_starts_without_tensorflows_banners(tmp_path):
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_dasr_command_starts_without_tensorflows_banners_unless_debugging(tmp_path, debug):
     Image.new("RGB", (48, 40), (120, 30, 200)).save(tmp_path / "a.png")
     env = {**subprocess_env(tmp_path / "home"), "TF_ENABLE_ONEDNN_OPTS": "1", "KERAS_BACKEND": "tensorflow"}
-    out = subprocess.run([sys.executable, "-m", "dasr.cli", "classify", "--weights", "random", str(tmp_path / "a.png")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    args = ["--debug"] * debug + ["classify", "--weights", "random", str(tmp_path / "a.png")]
+    out = subprocess.run([sys.executable, "-m", "dasr.cli", *args], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert "a.png" in out.stdout
-    assert not any(b in out.stderr for b in BANNERS), out.stderr
+    # --debug: TensorFlow's own logs, as it prints them.
+    assert ("oneDNN custom operations are on" in out.stderr) == debug, out.stderr
+    if not debug:
+        assert not any(b in out.stderr for b in BANNERS), out.stderr

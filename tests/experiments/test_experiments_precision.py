@@ -19,11 +19,10 @@ def test_matched_box_ious_match_each_reference_box_within_its_own_image(tmp_path
                                            "c": [[0, 0, 10, 10]]})
     # "a"'s second box has its twin only in image "c" of the other store: it scores 0, not 1.
     other = _store(tmp_path / "o.h5", {"c": [[0, 0, 10, 5], [20, 20, 30, 30]], "a": [[0, 0, 10, 10], [0, 0, 5, 10]]})
-    ious, images = matched_box_ious(reference, other)
-    assert images == 2  # "b" is in one store only
-    np.testing.assert_allclose(ious, [1.0, 0.0, 0.5])
-    back, _ = matched_box_ious(other, reference)  # the other direction matches the other store's boxes
-    np.testing.assert_allclose(back, [0.5, 0.0, 1.0, 0.5])
+    np.testing.assert_allclose(matched_box_ious(reference, other), [1.0, 0.0, 0.5])  # "b" is in one store only
+    # The other direction matches the other store's boxes.
+    np.testing.assert_allclose(matched_box_ious(other, reference), [0.5, 0.0, 1.0, 0.5])
+    np.testing.assert_allclose(matched_box_ious(reference, other, ["c"]), [0.5])
 
 
 def _entries(tmp_path: Path, variant_aps: list[float], variant_boxes: list) -> tuple[dict, list[Entry]]:

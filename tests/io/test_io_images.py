@@ -24,6 +24,7 @@ from dasr.io.images import (
     load_image,
     preprocess_caffe,
     resize_long_side,
+    resized_size,
     scale_boxes,
 )
 
@@ -359,6 +360,7 @@ def test_resize_long_side_shapes(shape, expected) -> None:
     resized, scale = resize_long_side(np.zeros(shape, np.uint8))
     assert resized.shape == expected
     assert scale == pytest.approx(512 / max(shape[:2]))
+    assert resized_size(*shape[:2], 512) == expected[:2]  # the size, without the pixels
 
 
 def test_resize_no_upscale_and_identity() -> None:

@@ -4,10 +4,12 @@ extractor's pre-NMS boxes (the one code path shared by the pipeline, bench.py an
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO, textured_image
 from dasr.features.spec import ExtractorSpec
@@ -83,3 +85,23 @@ def test_search_scale_map_maps_only_its_own_collection(monkeypatch, tmp_path):
     assert scale.map_at(real, [np.array([0, 5, 4, 1, 2])], k=50) == pytest.approx(1 / 3)
     # An A image at the position of B's positive index (1) must not count as relevant.
     assert scale.map_at(real, [np.array([1, 0, 5, 6, 7])], k=50) == pytest.approx(0.0)
+
+
+def test_retracing_times_each_new_shape_and_counts_the_collections_shapes(tmp_path, monkeypatch):
+    retracing = load_script("retracing", monkeypatch)
+    rng = np.random.default_rng(0)
+    for folder, (w, h) in (("a", (80, 60)), ("b", (60, 80)), ("c", (80, 40))):
+        (tmp_path / "images" / folder).mkdir(parents=True)
+        for k in range(2):  # two images of each shape; the script times the first of each folder
+            Image.fromarray(textured_image(rng, w, h)).save(tmp_path / "images" / folder / f"{k}.png")
+    out = tmp_path / "retracing.json"
+    assert retracing.main(["--images", str(tmp_path / "images"), "--n", "3", "--weights", "random", "--max-side", "64",
+                           "--method", "dasr", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    assert [r["input_shape"] for r in report["per_image"]] == [[48, 64], [64, 48], [32, 64]]
+    assert (summary["collection_images"], summary["collection_distinct_shapes"]) == (6, 3)
+    assert summary["every_collection_shape_timed"] is True
+    extraction = sum(r["again_s"] for r in report["per_image"])
+    assert summary["share_of_collection_extraction"] == pytest.approx(
+        summary["tracing_s_after_the_first_shape"] / (6 * extraction / 3))

@@ -61,7 +61,8 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"dasr: error: {e}", file=sys.stderr)
         return 2
-    quiet_tensorflow_import()
+    if not debug:  # TensorFlow's own start-up logs only with --debug
+        quiet_tensorflow_import()
     from dasr.cli.parser import build_parser
     from dasr.eval.datasets import DatasetMissingError
     from dasr.model.weights import WeightsError

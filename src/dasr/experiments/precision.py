@@ -31,23 +31,23 @@ __all__ = ["MIN_MEDIAN_MATCHED_IOU", "matched_box_ious", "precision_section"]
 MIN_MEDIAN_MATCHED_IOU = 0.98
 
 
-def matched_box_ious(reference: RegionStore, other: RegionStore) -> tuple[np.ndarray, int]:
+def matched_box_ious(reference: RegionStore, other: RegionStore, names: list[str] | None = None) -> np.ndarray:
     """The best IoU of every box of ``reference`` with the boxes of ``other`` in the same image.
 
     Args:
       reference: the store whose boxes are matched (a box with no counterpart scores 0).
       other: the store searched for each box's best match.
+      names: the images compared (default: those both stores hold, in ``reference``'s order).
 
     Returns:
-      The IoUs of all reference boxes of the images both stores hold, and the number of those images.
+      The IoUs of the reference boxes of those images, image after image.
     """
-    row = {name: i for i, name in enumerate(other.images)}
-    ious, images = [], 0
-    for i, name in enumerate(reference.images):
-        if name in row:
-            images += 1
-            ious.append(best_iou(reference.regions_of(i)["boxes"], other.regions_of(row[name])["boxes"]))
-    return (np.concatenate(ious) if ious else np.zeros(0)), images
+    if names is None:
+        held = set(other.images)
+        names = [n for n in reference.images if n in held]
+    ious = [best_iou(reference.regions_of(reference.index(n))["boxes"], other.regions_of(other.index(n))["boxes"])
+            for n in names]
+    return np.concatenate(ious) if ious else np.zeros(0)
 
 
 def _open(e: Entry) -> RegionStore | None:
@@ -65,7 +65,8 @@ def _box_table(pairs: list[tuple[Entry, Entry]]) -> tuple[list[str], list[float]
         if a is None or b is None:
             md.append(f"| {variant.cell.label} - {own.cell.label} | store missing | | | | |")
             continue
-        ious, images = matched_box_ious(a, b)
+        images = len(set(a.images) & set(b.images))
+        ious = matched_box_ious(a, b)
         if not len(ious):
             md.append(f"| {variant.cell.label} - {own.cell.label} | {images} | 0 | | | |")
             continue

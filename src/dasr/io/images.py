@@ -67,6 +67,7 @@ __all__ = [
     "preprocess_caffe",
     "read_image",
     "resize_long_side",
+    "resized_size",
     "scale_boxes",
 ]
 
@@ -377,6 +378,14 @@ def load_image(path: str | bytes | os.PathLike, *, max_pixels: int = MAX_PIXELS)
     return read_image(path, max_pixels=max_pixels).pixels
 
 
+def resized_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) of an image of that size after :func:`resize_long_side` (with upscaling)."""
+    scale = max_side / max(height, width)
+    if height >= width:
+        return int(max_side), max(1, int(width * scale + 0.5))
+    return max(1, int(height * scale + 0.5)), int(max_side)
+
+
 def resize_long_side(
     image: np.ndarray, max_side: int = 512, *, upscale: bool = True
 ) -> tuple[np.ndarray, float]:
@@ -413,10 +422,7 @@ def resize_long_side(
         return image, 1.0
 
     scale = max_side / long_side
-    if height >= width:
-        new_h, new_w = int(max_side), max(1, int(width * scale + 0.5))
-    else:
-        new_h, new_w = max(1, int(height * scale + 0.5)), int(max_side)
+    new_h, new_w = resized_size(height, width, max_side)
     interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
     # OpenCV rejects negative strides / odd views, and drops a trailing channel axis of size 1.
     resized = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=interpolation)
