@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dasr.features.vlad import assign, learn_codebook, learn_vlad_pca, vlad_encode, vlad_encode_many
-from dasr.features.whitening import apply_pca_whitening
+from dasr.features.whitening import apply_pca_whitening, learn_pca_whitening
 
 # Words c0 = (0, 0) and c1 = (4, 0).
 CODEBOOK = np.array([[0.0, 0.0], [4.0, 0.0]], dtype=np.float32)
@@ -93,3 +93,25 @@ def test_learn_vlad_pca_skips_empty_images():
     np.testing.assert_allclose(p["mean"], vlads[:12].mean(axis=0), rtol=1e-5, atol=1e-7)
     y = apply_pca_whitening(vlads[:12].astype(np.float64), p)
     np.testing.assert_allclose(np.cov(y, rowvar=False), np.eye(3), atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", [1, 7])  # the best of 5 restarts: the 1st, the 3rd
+def test_learn_codebook_restarts_one_by_one_equal_scikit_learns_own(seed, capsys):
+    from sklearn.cluster import KMeans
+
+    # Overlapping clusters: the restarts end in different local minima, so the pick among them matters.
+    x = np.random.default_rng(seed).normal(size=(400, 3)).astype(np.float32)
+    together = KMeans(n_clusters=8, n_init=5, max_iter=300, random_state=seed).fit(x).cluster_centers_
+    got = learn_codebook(x, k=8, seed=seed, n_init=5, progress=True)
+    np.testing.assert_array_equal(got, together.astype(np.float32))
+    err = capsys.readouterr().err
+    assert "k-means (8 words)" in err and "5/5" in err
+
+
+def test_learn_pca_whitening_shows_its_passes(capsys):
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    a = learn_pca_whitening(x, progress=True)
+    assert "PCA-whitening" in capsys.readouterr().err
+    b = learn_pca_whitening(x)
+    np.testing.assert_array_equal(a["projection"], b["projection"])
+    assert "PCA-whitening" not in capsys.readouterr().err

@@ -101,7 +101,7 @@ def learn_vlad_model(source: RegionStore, settings: VladSettings = VladSettings(
     if len(feats) < settings.k:
         raise InputError(f"{source.path}: {len(feats)} regions, fewer than the k={settings.k} visual words")
     codebook = vlad.learn_codebook(l2_normalize(feats.astype(np.float32)), k=settings.k, seed=settings.seed,
-                                   max_points=settings.max_points)
+                                   max_points=settings.max_points, progress=True)
     whitening, note = None, ""
     dim = codebook.size
     if settings.pca == "other":

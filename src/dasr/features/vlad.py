@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from dasr.features.whitening import learn_pca_whitening
 
@@ -42,6 +43,7 @@ def learn_codebook(
     n_init: int = 4,
     max_iter: int = 300,
     max_points: int | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Learn a visual vocabulary with k-means (scikit-learn, Lloyd + k-means++).
 
@@ -58,6 +60,10 @@ def learn_codebook(
         max_iter: Lloyd iterations per restart.
         max_points: if set and ``n`` is larger, learn on a uniform random
             subsample of that many descriptors (k-means cost is linear in n).
+        progress: show a bar over the restarts.  They run one at a time, drawing their
+            starts from one random state in turn, and the first of the lowest inertia
+            wins (a later one only with a different clustering), as inside one
+            ``KMeans(n_init=n_init)``: the same centroids, with a bar.
 
     Returns:
         ``(k, d)`` float32 centroids.
@@ -78,9 +84,20 @@ def learn_codebook(
     # Fewer distinct points than words would give duplicate / empty words.
     if np.unique(x, axis=0).shape[0] < k:
         raise ValueError(f"need at least k={k} distinct descriptors, got {x.shape[0]} rows")
-    km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed)
-    km.fit(x)
-    return km.cluster_centers_.astype(np.float32)
+    state = np.random.RandomState(seed)
+    best = None
+    for _ in tqdm(range(n_init), desc=f"k-means ({k} words)", unit="restart", disable=not progress,
+                  dynamic_ncols=True):
+        km = KMeans(n_clusters=k, n_init=1, max_iter=max_iter, random_state=state).fit(x)
+        if best is None or (km.inertia_ < best.inertia_ and not _same_clustering(km.labels_, best.labels_)):
+            best = km
+    return best.cluster_centers_.astype(np.float32)
+
+
+def _same_clustering(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labellings group the points alike (the same partition under other word numbers)."""
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
 
 
 def assign(features: np.ndarray, codebook: np.ndarray) -> np.ndarray:

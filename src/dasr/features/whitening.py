@@ -23,6 +23,7 @@ import zipfile
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from dasr.errors import InputError
 from dasr.io.atomic import atomic_path
@@ -78,6 +79,7 @@ def learn_pca_whitening(
     dim: int | None = None,
     whiten: bool = True,
     eps: float = 1e-9,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Learn PCA (optionally whitening) from learning descriptors.
 
@@ -105,6 +107,7 @@ def learn_pca_whitening(
         whiten: divide each component by its standard deviation; ``False``
             gives a plain PCA rotation / projection.
         eps: relative eigenvalue floor described above.
+        progress: show a bar over the passes through ``x`` (minutes for millions of regions).
 
     Returns:
         dict with ``mean`` ``(d,)``, ``projection`` ``(d, dim)`` and
@@ -126,19 +129,24 @@ def learn_pca_whitening(
     if not eps >= 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
 
-    mean = np.zeros(d, dtype=np.float64)
-    for start in range(0, n, _CHUNK):
-        mean += x[start : start + _CHUNK].sum(axis=0, dtype=np.float64)
-    mean /= n
-    if not np.all(np.isfinite(mean)):
-        raise ValueError("x contains non-finite values")
-
+    starts = range(0, n, _CHUNK)
+    with tqdm(total=len(starts) * (2 if n >= d else 1), desc="PCA-whitening", unit="chunk",
+              disable=not progress, dynamic_ncols=True) as bar:
+        mean = np.zeros(d, dtype=np.float64)
+        for start in starts:
+            mean += x[start : start + _CHUNK].sum(axis=0, dtype=np.float64)
+            bar.update()
+        mean /= n
+        if not np.all(np.isfinite(mean)):
+            raise ValueError("x contains non-finite values")
+        if n >= d:
+            cov = np.zeros((d, d), dtype=np.float64)
+            for start in starts:
+                xc = x[start : start + _CHUNK].astype(np.float64) - mean
+                cov += xc.T @ xc
+                bar.update()
+            cov /= n - 1
     if n >= d:
-        cov = np.zeros((d, d), dtype=np.float64)
-        for start in range(0, n, _CHUNK):
-            xc = x[start : start + _CHUNK].astype(np.float64) - mean
-            cov += xc.T @ xc
-        cov /= n - 1
         eigval, eigvec = np.linalg.eigh(cov)
         eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
     else:

@@ -39,13 +39,15 @@ def whitening_files(index: str | os.PathLike) -> list[Path]:
     return sorted(index.parent.glob(f"{glob.escape(index.name)}.whitening-*.npz"))
 
 
-def learn_whitening(source: RegionStore, out: str | os.PathLike, dim: int | None = None) -> dict:
+def learn_whitening(source: RegionStore, out: str | os.PathLike, dim: int | None = None,
+                    progress: bool = True) -> dict:
     """Learns PCA-whitening on ``source``'s (l2-normalised) region features and saves it.
 
     Args:
       source: a store of ANOTHER collection, extracted with the same configuration.
       out: destination ``.npz`` (atomic).
       dim: output dimension (None: all components with non-negligible variance).
+      progress: show a bar while learning.
 
     Returns:
       The whitening parameters.
@@ -60,7 +62,7 @@ def learn_whitening(source: RegionStore, out: str | os.PathLike, dim: int | None
     if dim is not None and dim > min(len(x) - 1, x.shape[1]):
         raise InputError(f"{source.path}: a {dim}-d whitening needs more than {dim} regions "
                          f"and dimensions; it has {len(x)} regions of {x.shape[1]} dimensions")
-    params = learn_pca_whitening(x, dim=dim)
+    params = learn_pca_whitening(x, dim=dim, progress=progress)
     save_whitening(out, params, {"learned_from": os.fspath(source.path), "regions": int(len(feats)),
                                  "config": source.config})
     return params
