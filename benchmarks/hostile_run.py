@@ -43,6 +43,8 @@ ERROR_LINE = re.compile(r"^dasr( [\w-]+)*: error: ")
 REFUSED = (2,)
 DONE = (0,)
 QUICK = ("merge-into-its-input", "search-foreign-index", "whiten-out-is-index", "reproduce-config-folder",
+         "search-store-of-no-image", "merge-images-a-group", "detect-figure-without-extension",
+         "extract-empty-images-argument",
          "search-pca-folder", "extract-parts-is-a-file")
 
 
@@ -141,10 +143,19 @@ def stores_from_db(tmp: Path) -> None:
             "config", json.dumps(dict(json.loads(f.attrs["config"]), max_side="big", backbone=5))),
         "nan.h5": lambda f: f["regions/features"].__setitem__(0, np.nan),
         "noidentity.h5": lambda f: (f.__delitem__("file_sizes"), f.__delitem__("file_sha256")),
+        # Layouts the writer never makes: a dataset where it writes a group, and the other way round.
+        "regions-dataset.h5": lambda f: (f.__delitem__("regions"), f.__setitem__("regions", np.zeros(3))),
+        "images-group.h5": lambda f: (f.__delitem__("images"), f.create_group("images")),
     }.items():
         shutil.copyfile(tmp / "db.h5", tmp / name)
         with h5py.File(tmp / name, "a") as f:
             change(f)
+    # A store of no image (a shard that received none), made by the store's own writer.
+    from dasr.store import RegionStore, StoreWriter
+
+    db = RegionStore.open(tmp / "db.h5")
+    with StoreWriter(tmp / "noimages.h5", db.config, db.root):
+        pass
 
 
 def cases(tmp: Path) -> list[Case]:
@@ -203,6 +214,22 @@ def cases(tmp: Path) -> list[Case]:
         Case("search-nan-store", ["search", "--index", f"{t}/nan.h5", "--pca", "none", *q], stderr_has="non-finite"),
         Case("search-store-without-identity", ["search", "--index", f"{t}/noidentity.h5", "--pca", "none", *q,
                                                "--json"], DONE),
+        Case("search-store-of-no-image", ["search", "--index", f"{t}/noimages.h5", "--pca", "none", *q],
+             stderr_has="holds no image"),
+        Case("search-regions-not-a-group", ["search", "--index", f"{t}/regions-dataset.h5", "--pca", "none", *q],
+             stderr_has="not a DASR region store"),
+        Case("merge-images-a-group", ["merge", f"{t}/images-group.h5", "--out", f"{t}/m.h5"],
+             stderr_has="not a DASR region store"),
+        Case("whiten-from-store-of-no-image", ["whiten", "--index", f"{t}/db.h5", "--learn-from",
+                                                f"{t}/noimages.h5", "--out", f"{t}/w.npz"], stderr_has="holds no image"),
+        Case("index-build-store-of-no-image", ["index", "build", f"{t}/noimages.h5", "--pca", "none", "--out",
+                                                f"{t}/i.npz"], stderr_has="holds no image"),
+        Case("detect-figure-without-extension", ["detect", f"{t}/imgs/a.jpg", *w, "--figure", f"{t}/fig"]),
+        Case("detect-figure-unknown-extension", ["detect", f"{t}/imgs/a.jpg", *w, "--figure", f"{t}/fig.xyz"]),
+        Case("search-figure-without-extension", ["search", "--index", f"{t}/db.h5", "--pca", "none", *q,
+                                                  "--figure", f"{t}/fig."]),
+        Case("extract-empty-images-argument", ["extract", "", "--out", f"{t}/x.h5", *w], stderr_has="empty"),
+        Case("detect-empty-json-argument", ["detect", f"{t}/imgs/a.jpg", *w, "--json", ""], stderr_has="empty"),
         Case("search-index-folder", ["search", "--index", f"{t}/dir.h5", *q]),
         Case("search-pca-folder", ["search", "--index", f"{t}/db.h5", "--pca", f"{t}/dir.npz", *q],
              stderr_has="is a folder"),

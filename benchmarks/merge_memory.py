@@ -36,7 +36,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from dasr.store.format import Source, select, write_store  # noqa: E402
+from dasr.store.assemble import select, write_store  # noqa: E402
+from dasr.store.format import Source  # noqa: E402
 
 CHILD = r"""
 import sys, time

@@ -12,14 +12,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Ellipse, Rectangle  # noqa: E402
 
+from dasr.errors import InputError  # noqa: E402
 from dasr.io.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, out: str | os.PathLike) -> Path:
+    """Writes ``fig`` to ``out`` (atomically) in the format its name ends with.
+
+    Raises:
+      InputError: the name ends in no format matplotlib writes (``fig``, ``fig.``, ``fig.xyz``).
+    """
     out = Path(out)
     try:
-        with atomic_path(out, suffix=out.suffix) as tmp:  # matplotlib picks the format from it
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        _, dot, ending = out.name.rpartition(".")
+        formats = fig.canvas.get_supported_filetypes()
+        if not dot or ending.lower() not in formats:
+            raise InputError(f"{out}: a figure's name must end in one of .{', .'.join(sorted(formats))}")
+        # The format is named: the temporary file's name says nothing to matplotlib.
+        with atomic_path(out, suffix=out.suffix) as tmp:
+            fig.savefig(tmp, format=ending.lower(), dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     return out

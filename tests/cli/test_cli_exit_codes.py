@@ -128,3 +128,25 @@ def test_images_per_step_is_refused_with_ray_and_used_locally(dasr_cli, sample_i
     rc, stdout, _ = dasr_cli("extract", sample_images, "--out", tmp_path / "s.h5", *FAST, "--quiet",
                              "--images-per-step", "4")
     assert rc == 0 and "6 extracted" in stdout
+
+
+@pytest.mark.parametrize("argv, option", [
+    (("extract", "", "--out", "s.h5"), "images"),
+    (("extract", "d", "--out", ""), "--out"),
+    (("detect", "q.jpg", "--json", ""), "--json"),
+    (("search", "--index", "", "--query", "q.jpg"), "--index"),
+    (("merge", "", "--out", "m.h5"), "shards"),
+])
+def test_an_empty_value_is_refused_by_name_before_any_work(dasr_cli, argv, option):
+    # Path("") is the current folder: `dasr extract ""` extracted it, silently.
+    rc, stdout, stderr = dasr_cli(*argv)
+    assert rc == 2 and stdout == ""
+    assert stderr.strip().splitlines()[-1].endswith(f"error: argument {option}: an empty value names nothing; give one")
+
+
+def test_the_library_refuses_an_empty_collection_path():
+    from dasr.errors import InputError
+    from dasr.store.extract import read_image_list
+
+    with pytest.raises(InputError, match="empty path"):
+        read_image_list("")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from dasr.store import RegionStore, merge_stores
-from dasr.store import format as store_format
-from dasr.store.format import Source, select, write_store
+from dasr.store import assemble
+from dasr.store.assemble import select, write_store
+from dasr.store.format import Source
 from dasr.store.merge import MergeSummary, merge_store_files
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,7 +63,7 @@ def expected_rows(paths):
 @pytest.mark.parametrize("block_bytes", [1, 100, 1000, 64 * 2**20])
 def test_the_merge_copies_every_row_whatever_the_block(tmp_path, monkeypatch, block_bytes):
     # One-row blocks, blocks of a few images, and one block: the same store.
-    monkeypatch.setattr(store_format, "COPY_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(assemble, "COPY_BLOCK_BYTES", block_bytes)
     paths = shard_stores(tmp_path)
     summary = merge_store_files(paths, tmp_path / "merged.h5")
     assert isinstance(summary, MergeSummary)
@@ -78,7 +79,7 @@ def test_the_merge_copies_every_row_whatever_the_block(tmp_path, monkeypatch, bl
 def test_spread_sources_are_read_in_bounded_spans(tmp_path, monkeypatch):
     # Two sources whose images alternate in the destination, one block wide: the spans of a
     # source must be cut (the rows between belong to images of another block).
-    monkeypatch.setattr(store_format, "COPY_BLOCK_BYTES", 200)
+    monkeypatch.setattr(assemble, "COPY_BLOCK_BYTES", 200)
     a, b = Synthetic(0, 2, 60, seed=1), Synthetic(1, 2, 60, seed=2)
     picks = select([a, b], "error")
     write_store(tmp_path / "m.h5", [a, b], picks, {"m": "x"}, str(tmp_path), "float32")

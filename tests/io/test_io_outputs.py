@@ -11,6 +11,9 @@ def test_a_figure_named_for_another_format_is_refused_even_when_new(tmp_path):
     with pytest.raises(OutputPathError, match=r"--figure .*fig.h5: written as .png; give a name ending in .png"):
         check_output_path(tmp_path / "fig.h5", [], (".png",), "--figure", format_from_suffix=True)
     assert check_output_path(tmp_path / "fig.PNG", [], (".png",), "--figure", format_from_suffix=True).name == "fig.PNG"
+    for name in ("fig", "fig."):  # no format at all: matplotlib would be left to guess from a temporary name
+        with pytest.raises(OutputPathError, match="give a name ending in .png"):
+            check_output_path(tmp_path / name, [], (".png",), "--figure", format_from_suffix=True)
     # Without the flag a new file of any name is fine (a JSON file may be called out.txt).
     assert check_output_path(tmp_path / "out.txt", [], (".json",), "--json").name == "out.txt"
 

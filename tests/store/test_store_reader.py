@@ -54,3 +54,40 @@ def test_restricted_keeps_the_named_images_rows_in_store_order(tmp_path):
     assert part.sizes[:, 0].tolist() == [10, 11, 13] and part.index("d.jpg") == 2
     assert store.restricted(store.images) is store
     assert len(store.restricted([])) == 0 and len(store.restricted([]).arrays["features"]) == 0
+
+
+def test_a_store_of_no_image_opens_but_has_no_features_to_give(tmp_path):
+    from dasr.store.format import FEATURE_KEY, H5Source
+
+    path = tmp_path / "none.h5"
+    with StoreWriter(path, CONFIG, ROOT):
+        pass  # a shard that received no image
+    store = RegionStore.open(path)
+    assert len(store) == 0
+    with pytest.raises(StoreError, match=r"none\.h5: the store holds no image"):
+        store.features
+    source = H5Source(path)
+    try:
+        with pytest.raises(StoreError, match="holds no image"):
+            source.rows(FEATURE_KEY)
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("member, kind", [("regions", "dataset"), ("images", "group"), ("regions/features", "group")])
+def test_a_store_whose_layout_is_not_the_writers_is_refused_by_name(tmp_path, member, kind):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "s.h5"
+    with StoreWriter(path, CONFIG, ROOT) as writer:
+        writer.add(ITEMS[0], 0, size_of(0), make_regions(0))
+    assert len(RegionStore.open(path).features)
+    with h5py.File(path, "r+") as f:
+        del f[member]
+        if kind == "group":
+            f.create_group(member)
+        else:
+            f[member] = np.zeros(3)
+    with pytest.raises(StoreError, match=f"not a DASR region store \\({member} is a {kind}, where the store has a"):
+        RegionStore.open(path)

@@ -31,11 +31,18 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with :class:`DefaultsFormatter`, for the command and every subcommand."""
+    """argparse with :class:`DefaultsFormatter`, for the command and every subcommand; no value
+    may be empty (``dasr extract ""`` would otherwise read ``Path("")``, the current folder)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
+
+    def _get_value(self, action: argparse.Action, arg_string: str):
+        # A subcommand's arguments pass through its parser's action here: its own parser checks them.
+        if arg_string == "" and action.nargs not in (argparse.PARSER, argparse.REMAINDER):
+            raise argparse.ArgumentError(action, "an empty value names nothing; give one")
+        return super()._get_value(action, arg_string)
 
 
 def build_parser() -> argparse.ArgumentParser:

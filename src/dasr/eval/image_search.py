@@ -80,7 +80,7 @@ class VladSettings:
 
 def _features(store: RegionStore, i: int) -> np.ndarray:
     lo, hi = int(store.offsets[i]), int(store.offsets[i + 1])
-    return l2_normalize(store.arrays["features"][lo:hi].astype(np.float32))
+    return l2_normalize(store.features[lo:hi].astype(np.float32))
 
 
 def _vlad(features: list[np.ndarray], codebook: np.ndarray, s: VladSettings) -> np.ndarray:
@@ -97,7 +97,7 @@ def learn_vlad_model(source: RegionStore, settings: VladSettings = VladSettings(
     Raises:
       ValueError: too few regions / images to learn from.
     """
-    feats = source.arrays["features"]
+    feats = source.features
     if len(feats) < settings.k:
         raise InputError(f"{source.path}: {len(feats)} regions, fewer than the k={settings.k} visual words")
     codebook = vlad.learn_codebook(l2_normalize(feats.astype(np.float32)), k=settings.k, seed=settings.seed,

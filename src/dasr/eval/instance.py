@@ -237,7 +237,7 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
         wpath = whitening_path(db_store, src_name + _sample_tag(pca_subsample), pca_dim)
         whitening = learn_whitening(src_store, wpath, dim=pca_dim)
         whitening_info = WhiteningInfo(mode="other", source=src_label, dim=int(whitening["projection"].shape[1]),
-                                       learning_vectors=int(len(src_store.arrays["features"])), path=os.fspath(wpath))
+                                       learning_vectors=int(len(src_store.features)), path=os.fspath(wpath))
     index = SearchIndex(RegionStore.open(db_store), whitening)
     if index_kind != "exact":
         index.region_index = open_region_index(region_index_path(db_store, index_kind), db_store, whitening,

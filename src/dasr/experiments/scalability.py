@@ -40,7 +40,7 @@ MIN_RANKED_IMAGES = 100
 
 def concat_stores(stores: list[RegionStore]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features (R, D), per-image region counts and image names of several stores, in order."""
-    feats = [s.arrays["features"] for s in stores]
+    feats = [s.features for s in stores]
     counts = [np.diff(s.offsets) for s in stores]
     names = [n for s in stores for n in s.images]
     d = feats[0].shape[1] if feats and feats[0].ndim == 2 else 0
@@ -65,7 +65,7 @@ def database_rows(store: RegionStore, bench: Benchmark) -> tuple[np.ndarray, np.
         rows.append(np.arange(lo, hi))
         counts.append(hi - lo)
     picked = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    return store.arrays["features"][picked].astype(np.float32), np.asarray(counts, np.int64)
+    return store.features[picked].astype(np.float32), np.asarray(counts, np.int64)
 
 
 def distractor_stores(cfg: dict, spec: BenchSpec, extractor: Extractor, limit: int, progress: bool) -> list[RegionStore]:
@@ -99,7 +99,7 @@ def _whitening(cfg: dict, spec: BenchSpec, extractor: Extractor, db_path: Path,
     path = whitening_path(db_path, spec.pca_benchmark, pca_dim(cfg))
     whitening = learn_whitening(src_store, path, dim=pca_dim(cfg))
     return whitening, WhiteningInfo(mode="other", source=spec.pca_benchmark, dim=int(whitening["projection"].shape[1]),
-                                    learning_vectors=int(len(src_store.arrays["features"])), path=os.fspath(path))
+                                    learning_vectors=int(len(src_store.features)), path=os.fspath(path))
 
 
 def run_scalability(cfg: dict, spec: BenchSpec, cell: Cell, extractor: Extractor, out: Path,

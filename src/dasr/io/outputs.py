@@ -47,7 +47,7 @@ def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     for inp in inputs:
         if _same_file(out, Path(inp)):
             raise OutputPathError(f"{what} {out}: is one of the command's inputs; choose another file")
-    if format_from_suffix and out.suffix and not out.name.lower().endswith(suffixes):
+    if format_from_suffix and not out.name.lower().endswith(suffixes):
         raise OutputPathError(f"{what} {out}: written as {'/'.join(suffixes)}; give a name ending in "
                               f"{suffixes[0]}")
     if out.is_dir():

@@ -55,7 +55,7 @@ def learn_whitening(source: RegionStore, out: str | os.PathLike, dim: int | None
     Raises:
       ValueError: fewer than two regions in ``source``, or more dimensions than it can give.
     """
-    feats = source.arrays["features"]
+    feats = source.features
     if len(feats) < 2:
         raise InputError(f"{source.path}: needs at least 2 regions to learn a whitening, has {len(feats)}")
     x = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
@@ -136,7 +136,7 @@ class SearchIndex:
     def __init__(self, store: RegionStore, whitening: dict | None = None):
         self.store = store
         self.whitening = whitening
-        self.features = postprocess(store.arrays["features"].astype(np.float32), whitening).astype(np.float32)
+        self.features = postprocess(store.features.astype(np.float32), whitening).astype(np.float32)
         # A compressed index (:mod:`dasr.search.region_index`): candidates, then exact re-ranking.
         self.region_index = None
 

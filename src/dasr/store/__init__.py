@@ -59,8 +59,8 @@ are kept but ignored when configurations are compared.
 
 Modules: :mod:`~dasr.store.config` (configurations), :mod:`~dasr.store.format` (the HDF5
 and chunk formats), :mod:`~dasr.store.files` (the files next to a store),
-:mod:`~dasr.store.lock`, :mod:`~dasr.store.writer`, :mod:`~dasr.store.reader`,
-:mod:`~dasr.store.merge`, :mod:`~dasr.store.shards`, :mod:`~dasr.store.skipped`,
+:mod:`~dasr.store.assemble` (one store file from several sources), :mod:`~dasr.store.lock`,
+:mod:`~dasr.store.writer`, :mod:`~dasr.store.reader`, :mod:`~dasr.store.merge`, :mod:`~dasr.store.shards`, :mod:`~dasr.store.skipped`,
 :mod:`~dasr.store.identity` (a stored image's file is unchanged); built on
 them: :mod:`~dasr.store.extract` (collection -> store), :mod:`~dasr.store.derive` (stores
 from other stores) and :mod:`~dasr.store.cache` (reuse of finished stores).

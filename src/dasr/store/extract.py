@@ -89,8 +89,10 @@ def read_image_list(images: str | os.PathLike, root: str | os.PathLike | None = 
     Raises:
       CollectionNotFoundError: ``images`` does not exist.
       InputError: a list line is an absolute path outside the root, or leaves it with ``..``
-        (the message names the line), found before any work.
+        (the message names the line), or ``images`` is empty (``Path("")`` is the current folder).
     """
+    if os.fspath(images) == "":
+        raise InputError("the images to extract: an empty path names nothing; give a folder or a list file")
     src = Path(images)
     if src.is_dir():
         base = Path(root) if root else src

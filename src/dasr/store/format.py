@@ -10,8 +10,8 @@ holds a batch of completed images (and skipped ones) of an unfinished writer::
     region_<key>                    (rows, ...) the region arrays of the batch
 
 Both are read through a :class:`Source` (validated index + lazily read region rows); a new
-final file is written from sources by :func:`write_store` (the writer's finalize and
-:func:`dasr.store.merge.merge_stores`).
+final file is written from sources by :func:`dasr.store.assemble.write_store` (the writer's
+finalize and :func:`dasr.store.merge.merge_stores`).
 """
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ __all__ = [
     "decode_name",
     "encode_name",
     "h5open",
+    "missing_regions",
     "one_line",
     "same_root",
+    "text_attr",
     "schema_text",
-    "select",
     "write_chunk",
-    "write_store",
 ]
 
 FORMAT_NAME = "dasr-region-store"
@@ -80,7 +80,7 @@ def decode_name(raw: bytes | str) -> str:
     return bytes(raw).decode("utf-8", "surrogateescape")
 
 
-def _text_attr(text: str) -> str | np.bytes_:
+def text_attr(text: str) -> str | np.bytes_:
     # h5py stores str as UTF-8; fall back to raw bytes for undecodable paths.
     try:
         text.encode("utf-8")
@@ -173,6 +173,28 @@ def _check_index(name: str, n: int, orders: np.ndarray, sizes: np.ndarray, offse
         raise StoreError(f"{name}: not a DASR region store (offsets are not increasing from 0)")
 
 
+def missing_regions(path: str | os.PathLike, key: str, images: int) -> StoreError:
+    """The error for a region array a store lacks: none at all in a store of no image (a shard
+    that received none: nothing to search or learn from), else a broken store."""
+    if images == 0:
+        return StoreError(f"{path}: the store holds no image, so no regions to search or learn from")
+    return StoreError(f"{path}: not a DASR region store (no regions/{key} for its {images} images)")
+
+
+def _member(file: h5py.File, name: str, kind: type) -> Any:
+    """``file[name]``, which must be a ``kind`` (h5py.Dataset or h5py.Group) as the writer made it.
+
+    Raises:
+      KeyError: no such member.
+      StoreError: a member of another kind (a file edited or written by something else).
+    """
+    obj = file[name]
+    if not isinstance(obj, kind):
+        raise StoreError(f"{file.filename}: not a DASR region store ({name} is a {type(obj).__name__.lower()}, "
+                         f"where the store has a {kind.__name__.lower()})")
+    return obj
+
+
 class H5Source(Source):
     """A finalized store file, opened read-only and validated."""
 
@@ -221,19 +243,19 @@ class H5Source(Source):
                              f"{'empty' if self.config == {} else 'not a JSON object'})")
         self.root = decode_name(attrs.get("root", ""))
         f = self.file
-        self.images = [decode_name(raw) for raw in f["images"][()]]
-        self.orders = np.asarray(f["orders"][()], dtype=np.int64)
-        self.sizes = np.asarray(f["sizes"][()], dtype=np.int32)
-        self.offsets = np.asarray(f["offsets"][()], dtype=np.int64)
+        self.images = [decode_name(raw) for raw in _member(f, "images", h5py.Dataset)[()]]
+        self.orders = np.asarray(_member(f, "orders", h5py.Dataset)[()], dtype=np.int64)
+        self.sizes = np.asarray(_member(f, "sizes", h5py.Dataset)[()], dtype=np.int32)
+        self.offsets = np.asarray(_member(f, "offsets", h5py.Dataset)[()], dtype=np.int64)
         # Stores written before per-image identity was recorded have neither dataset.
         self.has_identity = "file_sizes" in f and "file_sha256" in f
         self.file_sizes, self.sha256s = _identity(
-            len(self.images), f["file_sizes"][()] if self.has_identity else None,
-            f["file_sha256"][()] if self.has_identity else None)
+            len(self.images), _member(f, "file_sizes", h5py.Dataset)[()] if self.has_identity else None,
+            _member(f, "file_sha256", h5py.Dataset)[()] if self.has_identity else None)
         _check_index(self.name, len(self.images), self.orders, self.sizes, self.offsets,
                      (self.file_sizes, self.sha256s))
         total = int(self.offsets[-1])
-        region_image = np.asarray(f["region_image"][()])
+        region_image = np.asarray(_member(f, "region_image", h5py.Dataset)[()])
         counts = np.diff(self.offsets)
         if region_image.shape != (total,) or not np.array_equal(
             region_image, np.repeat(np.arange(len(self.images)), counts)
@@ -242,7 +264,8 @@ class H5Source(Source):
         if len(set(self.images)) != len(self.images):
             raise StoreError(f"{path}: not a DASR region store (an image is stored twice)")
         self.schema = {}
-        for key, dset in f["regions"].items():
+        for key in _member(f, "regions", h5py.Group):
+            dset = _member(f, f"regions/{key}", h5py.Dataset)
             if dset.shape[:1] != (total,):
                 raise StoreError(f"{path}: not a DASR region store (regions/{key} has {dset.shape[0]} rows, not {total})")
             self.schema[key] = (dset.dtype, tuple(dset.shape[1:]))
@@ -254,6 +277,13 @@ class H5Source(Source):
         )
 
     def rows(self, key: str) -> Any:
+        """The h5py dataset ``regions/<key>`` (read lazily).
+
+        Raises:
+          StoreError: the store has no such array (:func:`missing_regions`).
+        """
+        if key not in self.schema:
+            raise missing_regions(self.name, key, len(self.images))
         return self.file["regions"][key]
 
     def close(self) -> None:
@@ -347,192 +377,3 @@ def write_chunk(path: Path, records: list[Record], skips: Mapping[str, str], sch
             described[key] = [dtype.str, list(shape)]
     arrays["schema"] = np.array(json.dumps(described).encode("utf-8"), dtype="S")
     atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
-
-
-@dataclass(frozen=True, slots=True)
-class Pick:
-    """One record chosen for the output: sort key and where it comes from (slots: a merge holds
-    one per image of the output)."""
-
-    order: int
-    key: bytes
-    source: int
-    index: int
-
-
-def select(sources: Sequence[Source], duplicates: str) -> list[Pick]:
-    """Choose the records of a merge and sort them by (order, image).
-
-    Args:
-      sources: record sources, in priority order.
-      duplicates: "first" keeps the first occurrence of an image (a writer's
-        own crash windows can store a record twice, always with identical data);
-        "error" raises.
-
-    Returns:
-      The picked records, sorted.
-
-    Raises:
-      StoreError: ``duplicates == "error"`` and an image occurs twice.
-    """
-    seen: dict[str, int] = {}
-    picks = []
-    for s, source in enumerate(sources):
-        for i, image in enumerate(source.images):
-            if image in seen:
-                if duplicates == "error":
-                    raise StoreError(
-                        f"{image}: image stored in both {sources[seen[image]].name} and {source.name}"
-                    )
-                continue
-            seen[image] = s
-            picks.append(Pick(int(source.orders[i]), encode_name(image), s, i))
-    picks.sort(key=lambda p: (p.order, p.key))
-    return picks
-
-
-def _common_schema(sources: Sequence[Source], picks: Sequence[Pick]) -> Schema:
-    used = sorted({p.source for p in picks})
-    schema: Schema | None = None
-    first = ""
-    for s in used:
-        own = sources[s].schema
-        if schema is None:
-            schema, first = own, sources[s].name
-        elif own != schema:
-            raise StoreError(
-                f"{sources[s].name}: region arrays ({schema_text(own)}) differ from {first} ({schema_text(schema)})"
-            )
-    return schema or {}
-
-
-def gather_per_image(arrays: Sequence[np.ndarray], src_of: np.ndarray, idx_of: np.ndarray) -> np.ndarray:
-    """One per-image array of the output from the sources' (sizes, file identity, counts...).
-
-    Args:
-      arrays: each source's (n_s, ...) array, in source order (all of one dtype kind and shape).
-      src_of, idx_of: (N,) the source and the index in it of each output image.
-
-    Returns:
-      (N, ...) ``arrays[src_of[i]][idx_of[i]]`` for every i, gathered source by source (numpy,
-      no Python object per image: a merge of a million images stays small).
-    """
-    arrays = [np.asarray(a) for a in arrays]
-    if not arrays:
-        return np.zeros(0)
-    out = np.empty((len(src_of), *arrays[0].shape[1:]), np.result_type(*arrays) if arrays[0].dtype.kind != "S"
-                   else f"S{max(a.dtype.itemsize for a in arrays)}")
-    for s in np.unique(src_of):
-        sel = src_of == s
-        out[sel] = arrays[s][idx_of[sel]]
-    return out
-
-
-# Rows of one region array gathered in memory before one write to the destination.
-COPY_BLOCK_BYTES = 32 * 2**20
-
-
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(a, b)`` for every (a, b) pair, vectorised."""
-    lengths = stops - starts
-    if lengths.sum() == 0:
-        return np.zeros(0, np.int64)
-    first = np.cumsum(lengths) - lengths
-    return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
-
-
-def _copy_regions(dsets: Mapping[str, Any], sources: Sequence[Source], src_of: np.ndarray, idx_of: np.ndarray,
-                  dst_offsets: np.ndarray) -> None:
-    """Copies every picked image's region rows into ``dsets``, in bounded memory.
-
-    The destination is written block by block (about :data:`COPY_BLOCK_BYTES` per array): the
-    rows of a block are gathered from each source with one read per contiguous span (shards of an
-    interleaved list give one span per source and block), then written at once.  Per-image reads
-    and writes of HDF5 cost ~0.1 ms each: a million interleaved images would take hours.
-
-    Args:
-      dsets: region key -> destination dataset (rows in destination order).
-      sources: the sources.
-      src_of, idx_of: (N,) the source and the index in it of each destination image.
-      dst_offsets: (N+1,) the destination's row offsets.
-    """
-    if not dsets or len(src_of) == 0:
-        return
-    row_bytes = max(int(np.prod(d.shape[1:], dtype=np.int64)) * d.dtype.itemsize for d in dsets.values())
-    block_rows = max(1, COPY_BLOCK_BYTES // max(1, row_bytes))
-    src_lo = np.empty(len(src_of), np.int64)
-    src_hi = np.empty(len(src_of), np.int64)
-    for s in np.unique(src_of):
-        sel = src_of == s
-        src_lo[sel] = sources[s].offsets[idx_of[sel]]
-        src_hi[sel] = sources[s].offsets[idx_of[sel] + 1]
-    n, start = len(src_of), 0
-    while start < n:
-        stop = int(np.searchsorted(dst_offsets, dst_offsets[start] + block_rows, side="right")) - 1
-        stop = min(n, max(start + 1, stop))
-        d0, d1 = int(dst_offsets[start]), int(dst_offsets[stop])
-        groups = []  # (source, image positions in the block) with a source span <= block_rows
-        block_src = src_of[start:stop]
-        for s in np.unique(block_src):
-            pos = np.nonzero(block_src == s)[0] + start
-            lo, hi = src_lo[pos], src_hi[pos]
-            if hi.max() - lo.min() <= block_rows:  # the usual case: one read
-                groups.append((int(s), pos))
-                continue
-            begin, g_lo, g_hi = 0, lo[0], hi[0]  # images spread over the source: reads of bounded spans
-            for k in range(1, len(pos)):
-                if max(g_hi, hi[k]) - min(g_lo, lo[k]) > block_rows:
-                    groups.append((int(s), pos[begin:k]))
-                    begin, g_lo, g_hi = k, lo[k], hi[k]
-                else:
-                    g_lo, g_hi = min(g_lo, lo[k]), max(g_hi, hi[k])
-            groups.append((int(s), pos[begin:]))
-        for key, dset in dsets.items():
-            buffer = np.empty((d1 - d0, *dset.shape[1:]), dset.dtype)
-            for s, pos in groups:
-                lo, hi = src_lo[pos], src_hi[pos]
-                span_lo, span_hi = int(lo.min()), int(hi.max())
-                if span_hi <= span_lo:
-                    continue
-                rows = np.asarray(sources[s].rows(key)[span_lo:span_hi])
-                buffer[_ranges(dst_offsets[pos] - d0, dst_offsets[pos + 1] - d0)] = rows[_ranges(lo - span_lo, hi - span_lo)]
-            if d1 > d0:
-                dset[d0:d1] = buffer
-        start = stop
-
-
-def write_store(
-    out: Path,
-    sources: Sequence[Source],
-    picks: Sequence[Pick],
-    config: Mapping[str, Any],
-    root: str,
-    feature_dtype: str,
-) -> None:
-    """Write the picked records of ``sources`` to ``out`` atomically (streaming, block by block)."""
-    schema = _common_schema(sources, picks)
-    src_of = np.fromiter((p.source for p in picks), np.int64, len(picks))
-    idx_of = np.fromiter((p.index for p in picks), np.int64, len(picks))
-    counts = gather_per_image([np.diff(source.offsets) for source in sources], src_of, idx_of).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    total = int(offsets[-1])
-    with atomic_path(out) as tmp:
-        with h5open(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["config"] = json.dumps(dict(config), sort_keys=True)
-            f.attrs["root"] = _text_attr(root)
-            f.attrs["feature_dtype"] = feature_dtype
-            names = np.array([p.key for p in picks], dtype=object) if picks else np.zeros(0, dtype=object)
-            f.create_dataset("images", data=names, dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset("orders", data=np.array([p.order for p in picks], dtype=np.int64))
-            f.create_dataset(
-                "sizes", data=gather_per_image([s.sizes for s in sources], src_of, idx_of).astype(np.int32).reshape(-1, 2)
-            )
-            f.create_dataset("offsets", data=offsets)
-            f.create_dataset("file_sizes", data=gather_per_image([s.file_sizes for s in sources], src_of, idx_of).astype(np.int64))
-            f.create_dataset("file_sha256", data=gather_per_image([s.sha256s for s in sources], src_of, idx_of).astype("S64"))
-            f.create_dataset("region_image", data=np.repeat(np.arange(len(picks), dtype=np.int32), counts))
-            group = f.create_group("regions")
-            dsets = {key: group.create_dataset(key, shape=(total, *shape), dtype=dtype) for key, (dtype, shape) in schema.items()}
-            _copy_regions(dsets, sources, src_of, idx_of, offsets)

@@ -15,7 +15,8 @@ from pathlib import Path
 from dasr.store.config import sharing_differences
 from dasr.store.errors import StoreConfigError, StoreError
 from dasr.store.files import PathLike, cleanup_tmp, parts_path
-from dasr.store.format import H5Source, Source, encode_name, same_root, select, write_store
+from dasr.store.assemble import select, write_store
+from dasr.store.format import H5Source, Source, encode_name, same_root
 from dasr.store.lock import StoreLock
 from dasr.store.reader import RegionStore
 from dasr.store.shards import parse_shard

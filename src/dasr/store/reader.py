@@ -10,7 +10,7 @@ import numpy as np
 from dasr.store.config import config_error, diff_configs, normalize_config
 from dasr.store.errors import StoreError
 from dasr.store.files import PathLike
-from dasr.store.format import FEATURE_KEY, H5Source, one_line
+from dasr.store.format import FEATURE_KEY, H5Source, missing_regions, one_line
 
 __all__ = ["RegionStore", "store_contents"]
 
@@ -117,6 +117,19 @@ class RegionStore:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def features(self) -> np.ndarray:
+        """(R, D) float32 features of every region, image after image.
+
+        Raises:
+          StoreError: the store holds no image (a shard that received none, a collection whose
+            every image was skipped): nothing to search or learn from, not even a dimension
+            (:func:`~dasr.store.format.missing_regions`).
+        """
+        if FEATURE_KEY not in self.arrays:
+            raise missing_regions(self.path, FEATURE_KEY, len(self.images))
+        return self.arrays[FEATURE_KEY]
 
     def index(self, image: str) -> int:
         """Position of ``image`` (KeyError if absent)."""

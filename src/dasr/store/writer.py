@@ -23,9 +23,10 @@ from dasr.store import files
 from dasr.store.config import config_error, diff_configs, normalize_config, store_backend
 from dasr.store.errors import StoreConfigError, StoreError
 from dasr.store.files import PathLike, cleanup_tmp, parts_path
+from dasr.store.assemble import select, write_store
 from dasr.store.format import (FEATURE_DTYPES, FEATURE_KEY, FORMAT_NAME, FORMAT_VERSION, ChunkSource, H5Source,
                                Record, Schema, Source, chunk_files, chunk_number, decode_name, one_line,
-                               same_root, schema_text, select, write_chunk, write_store)
+                               same_root, schema_text, write_chunk)
 from dasr.store.lock import StoreLock
 from dasr.store.skipped import clean_reason, read_skipped, read_skipped_identity, write_skipped
 
