@@ -153,3 +153,13 @@ def dasr_cli(_cached_extractors):
         return call_main(args)
 
     return run
+
+
+def skip_without_bf16(dtype: str = "bfloat16") -> None:
+    """Skips the calling test, saying why, where ``dtype`` is bfloat16 and the backend cannot run a
+    bfloat16 convolution here (TensorFlow with oneDNN below AVX512_CORE); JAX's bfloat16 tests
+    (tests/model/test_backprop_jax.py) cover that path on any CPU."""
+    from dasr.model.device import bf16_unavailable
+
+    if dtype == "bfloat16" and bf16_unavailable():
+        pytest.skip(f"{bf16_unavailable()}; tests/model/test_backprop_jax.py covers bfloat16 on JAX")

@@ -5,7 +5,7 @@ with ``KERAS_BACKEND=jax``, and compared by the parent (running TensorFlow).
 
 Usage: ``KERAS_BACKEND=jax python backprop_child.py FIXTURE.npz OUT.npz``.  Writes the backend's
 name and, per configuration of ``backprop_reference.FIXTURE_CASES``, the maps of the fixture's
-seeds together (``maps_<case>``; also ``AUTHORS_CASES`` and ``CONTRASTIVE_CASES``), the contrastive
+seeds together (``maps_<case>``, but for a bfloat16 case the backend cannot compute here; also ``AUTHORS_CASES`` and ``CONTRASTIVE_CASES``), the contrastive
 device-path boxes (``boxes_contrastive``) and the float32 maps of the first two seeds alone (``alone``).
 """
 
@@ -35,7 +35,7 @@ def main(fixture: str, out: str) -> None:
     boxes = bp.backprop_ellipses(bp.prepare(acts), seed_probabilities(acts["top"], seeds), tau=0.1,
                                  weighted=False, percentile=None)[0]
     np.savez(out, backend=keras.backend.backend(),
-             **{f"maps_{n}": together[n] for n in FIXTURE_CASES},
+             **{f"maps_{n}": together[n] for n in FIXTURE_CASES if n in together},
              **{f"maps_{n}": authors[n] for n in (*AUTHORS_CASES, *CONTRASTIVE_CASES)},
              alone=np.concatenate(alone), boxes_contrastive=boxes)
 

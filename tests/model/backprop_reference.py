@@ -328,12 +328,16 @@ CONTRASTIVE_CASES = {
 def backprop_maps(model: keras.Model, image: np.ndarray, seeds: np.ndarray,
                   cases: tuple[str, ...] = tuple(FIXTURE_CASES)) -> dict[str, np.ndarray]:
     """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`,
-    :data:`AUTHORS_CASES` or :data:`CONTRASTIVE_CASES`."""
+    :data:`AUTHORS_CASES` or :data:`CONTRASTIVE_CASES`; a bfloat16 case is left out where the
+    backend has no bfloat16 convolution (:func:`dasr.model.device.bf16_unavailable`)."""
     from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
+    from dasr.model.device import bf16_unavailable
 
     out = {}
     for name in cases:
         kwargs = {**FIXTURE_CASES, **AUTHORS_CASES, **CONTRASTIVE_CASES}[name]
+        if kwargs.get("dtype") == "bfloat16" and bf16_unavailable():
+            continue
         bp = ProbabilityBackprop(model, "top", input_offset=OFFSET, **{"dtype": "float32", **kwargs})
         acts = bp.forward(image[None])
         top_probs = seed_probabilities(acts["top"], seeds, kwargs.get("rule", "paper"))

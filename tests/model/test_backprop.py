@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from backprop_reference import OFFSET, reference_maps, tiny_net
+from conftest import skip_without_bf16
 from tolerances import backprop_bound
 from dasr.model.backprop import ProbabilityBackprop, UnsupportedLayerError, seed_probabilities, trace_graph
 
@@ -124,6 +125,7 @@ def test_real_architectures_trace_and_conserve_mass(name):
 
 
 def test_bfloat16_close_to_float32(net_and_image):
+    skip_without_bf16()
     model, image = net_and_image
     out = {}
     for dtype in ("float32", "bfloat16"):

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from backprop_reference import FIXTURE_CASES, backprop_maps, reference_maps, tiny_net_with_weights
+from conftest import skip_without_bf16
 from tolerances import assert_close_to_max, backprop_bound, between_kernel_sets
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,7 @@ def fixture_and_maps():
 @on_tensorflow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_stored_and_computed_maps_lie_within_the_bound_of_the_float64_reference(fixture_and_maps, dtype):
+    skip_without_bf16(dtype)
     model, image, seeds, stored, got = fixture_and_maps
     want, _ = reference_maps(model, image, seeds)
     bound = backprop_bound(dtype)
@@ -61,6 +63,7 @@ def test_stored_and_computed_maps_lie_within_the_bound_of_the_float64_reference(
 @on_tensorflow
 @pytest.mark.parametrize("case", list(FIXTURE_CASES))
 def test_tensorflow_maps_match_the_stored_ones_within_round_off(fixture_and_maps, case):
+    skip_without_bf16(case_dtype(case))
     _, _, _, stored, got = fixture_and_maps
     assert got[case].shape == stored[case].shape and got[case].dtype == np.float32
     assert_close_to_max(got[case], stored[case], between_kernel_sets(backprop_bound(case_dtype(case))), what=case)
@@ -79,6 +82,8 @@ def test_the_other_kernel_set_matches_the_stored_maps(tmp_path, onednn):
     stored = load_fixture()[3]
     with np.load(out) as data:
         assert str(data["backend"]) == "tensorflow"
-        for case in FIXTURE_CASES:
+        # bfloat16 is left out only where this kernel set has no bfloat16 convolution (oneDNN below AVX512_CORE).
+        assert {f"maps_{case}" for case in FIXTURE_CASES if case_dtype(case) == "float32"} <= set(data.files)
+        for case in [c for c in FIXTURE_CASES if f"maps_{c}" in data.files]:
             bound = between_kernel_sets(backprop_bound(case_dtype(case)))
             assert_close_to_max(data[f"maps_{case}"], stored[case], bound, what=f"{case}, oneDNN={onednn}")

@@ -27,12 +27,35 @@ def test_auto_dtype_rule(capabilities, cpu_bf16, want):
     ("avx512_bf16x", False),  # a flag is a whole word, not a prefix
 ])
 def test_cpu_bf16_flags(extra, want):
-    assert cpu_has_bf16(CPUINFO.format(extra=extra)) is want
+    assert cpu_has_bf16(CPUINFO.format(extra=extra), max_isa="") is want
+
+
+@pytest.mark.parametrize("cap, want", [
+    ("", True), ("ALL", True), ("AVX512_CORE_BF16", True), ("avx512_core_amx", True),
+    ("AVX2", False), ("AVX512_CORE", False), ("avx512_core_vnni", False),  # emulated, or no bf16 convolution
+])
+def test_a_onednn_cap_below_bf16_makes_it_not_native(cap, want, monkeypatch):
+    bf16_cpu = CPUINFO.format(extra="avx512_bf16")
+    assert cpu_has_bf16(bf16_cpu, max_isa=cap) is want
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)  # read from the environment by default
+    assert cpu_has_bf16(bf16_cpu) is want
+
+
+def test_bfloat16_is_refused_by_name_where_the_backend_cannot_compute_it(monkeypatch):
+    from dasr.model import device
+
+    monkeypatch.setattr(device, "bf16_unavailable", lambda: "TensorFlow has no bfloat16 convolution on this CPU")
+    with pytest.raises(ValueError, match="bfloat16: TensorFlow has no bfloat16 convolution on this CPU; use float32"):
+        resolve_dtype("bfloat16")
+    assert resolve_dtype("float32") == "float32"
 
 
 def test_resolve_dtype_names_and_auto_on_this_machine():
+    from dasr.model.device import bf16_unavailable
+
     assert resolve_dtype("float32") == "float32"
-    assert resolve_dtype("bfloat16") == "bfloat16"
+    if bf16_unavailable() is None:
+        assert resolve_dtype("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="backprop dtype"):
         resolve_dtype("int8")
     # this machine: no GPU is visible to the tests, so auto follows the CPU's flags

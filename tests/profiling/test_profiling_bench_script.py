@@ -18,17 +18,21 @@ TINY = ("--weights", "random", "--backbone", "vgg16", "--max-side", "64", "--mat
         "--dim", "32", "--queries", "5")
 
 
-def run_bench(*args, home, timeout=900):
+def run_bench(*args, home, timeout=900, backend=None):
+    env = {**subprocess_env(home), **({"KERAS_BACKEND": backend} if backend else {})}
     return subprocess.run([sys.executable, str(BENCH), *map(str, args)], capture_output=True, text=True,
-                          env=subprocess_env(home), timeout=timeout, cwd=REPO)
+                          env=env, timeout=timeout, cwd=REPO)
 
 
 @pytest.mark.slow
 def test_quick_run_reports_every_section(sample_images, tmp_path):
-    """Both backprop dtypes on whichever CPU runs it (bfloat16 forced: native or emulated)."""
+    """Both backprop dtypes on whichever CPU runs it (bfloat16 forced: native or emulated), on
+    JAX where TensorFlow has no bfloat16 convolution (oneDNN limited below AVX512_CORE)."""
+    from dasr.model.device import bf16_unavailable
+
     out = tmp_path / "bench.json"
     proc = run_bench("--quick", *TINY, "--dtype", "bfloat16", "--images", sample_images, "--out", out,
-                     home=tmp_path)
+                     home=tmp_path, backend="jax" if bf16_unavailable() else None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert {"meta", "startup", "floor", "images", "search", "memory", "table"} <= set(data)

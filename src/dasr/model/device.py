@@ -13,6 +13,9 @@ ones, through the active Keras backend (the GPU machine has JAX and no TensorFlo
 
 from __future__ import annotations
 
+import functools
+import os
+
 import keras
 
 from dasr.errors import InputError
@@ -27,16 +30,44 @@ elif BACKEND == "jax":
 # NVIDIA compute capability from which GPUs have bfloat16 tensor cores (Ampere).
 MIN_BF16_COMPUTE_CAPABILITY = (8, 0)
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below its first one with bfloat16 arithmetic.
+ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """True when this x86 CPU computes bfloat16 natively (AVX512_BF16 or AMX).
+def cpu_has_bf16(cpuinfo: str | None = None, max_isa: str | None = None) -> bool:
+    """True when this x86 CPU computes bfloat16 natively (AVX512_BF16 or AMX), and oneDNN may use it.
+
+    ``ONEDNN_MAX_CPU_ISA`` makes oneDNN (TensorFlow's CPU kernels) run as if the CPU had only that
+    instruction set: capped below AVX512_CORE_BF16, bfloat16 is emulated (AVX512_CORE) or has no
+    convolution at all (AVX2), so it is not native then.
 
     Args:
       cpuinfo: the text of /proc/cpuinfo; None reads it (no file: False).
+      max_isa: oneDNN's cap; None reads ``ONEDNN_MAX_CPU_ISA`` (unset: no cap).
     """
-    return any(flag in cpu_flags(cpuinfo) for flag in CPU_BF16_FLAGS)
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA", "") if max_isa is None else max_isa).strip().upper()
+    return cap not in ONEDNN_ISAS_WITHOUT_BF16 and any(flag in cpu_flags(cpuinfo) for flag in CPU_BF16_FLAGS)
+
+
+@functools.cache
+def bf16_unavailable() -> str | None:
+    """Why the active backend cannot run a bfloat16 convolution on this machine (None: it can).
+
+    Found by running one: TensorFlow's oneDNN kernels have none below AVX512_CORE (on a CPU
+    without AVX-512 with oneDNN on, or with ``ONEDNN_MAX_CPU_ISA=AVX2``); JAX computes bfloat16
+    on any CPU.
+    """
+    if BACKEND != "tensorflow":
+        return None
+    x = tf.ones((1, 4, 4, 1), tf.bfloat16)
+    try:
+        tf.nn.conv2d(x, tf.ones((1, 1, 1, 1), tf.bfloat16), 1, "SAME").numpy()
+    except tf.errors.OpError:
+        cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+        return ("TensorFlow has no bfloat16 convolution on this CPU"
+                + (f" (oneDNN limited to {cap} by ONEDNN_MAX_CPU_ISA)" if cap else ""))
+    return None
 
 
 def _parse_capability(value) -> tuple[int, int]:
@@ -83,13 +114,17 @@ def resolve_dtype(dtype: str) -> str:
     """``auto`` -> :func:`auto_dtype` of this machine; any other dtype name -> its canonical name.
 
     Raises:
-      ValueError: not ``auto`` nor one of :data:`DTYPES`.
+      ValueError: not ``auto`` nor one of :data:`DTYPES`, or ``bfloat16`` where the backend has no
+        bfloat16 convolution (:func:`bf16_unavailable`).
     """
     if dtype == "auto":
         return auto_dtype(gpu_compute_capabilities(), cpu_has_bf16())
     name = keras.backend.standardize_dtype(dtype)
     if name not in DTYPES:
         raise InputError(f"backprop dtype must be auto or one of {DTYPES}, got {dtype!r}")
+    if name == "bfloat16" and bf16_unavailable():
+        raise InputError(f"backprop dtype bfloat16: {bf16_unavailable()}; use float32, or the JAX backend "
+                         "(dasr --backend jax), which computes bfloat16 on any CPU")
     return name
 
 
