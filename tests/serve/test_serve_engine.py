@@ -4,7 +4,6 @@ marks and APs are the ground truth's, images outside the collection are never re
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -176,28 +175,27 @@ def test_benchmark_marks_an_indexed_query_by_its_instance(bench_engine):
     assert result.ap is None
 
 
-def test_search_over_10000_regions_answers_within_a_second(tmp_path, extractor):
-    """The issue's speed bar, after warm-up, with the tiny network (the ranking is what grows)."""
+def test_search_over_10000_regions_ranks_every_image_by_its_best_region(tmp_path, extractor):
+    """10,000 regions (the scale of the speed bar, which bench.py's search section times): each
+    image's score is its best region's, the images come best first, and the query's own image leads."""
     root = tmp_path / "photos"
     write_images(root, 1)
     rng = np.random.default_rng(0)
     with StoreWriter(tmp_path / "big.h5", extractor.config(), os.fspath(root)) as writer:
         for i in range(1000):
             writer.add("img00.png" if i == 0 else f"copy{i}.png", i, IMAGE_SIZE, {
-                "boxes": np.tile([[0, 0, 64, 48]], (10, 1)).astype(np.float32),
+                "boxes": np.tile([[0, 0, 64, 48]], (10, 1)).astype(np.float32) + i % 7,
                 "scores": np.ones(10, np.float32),
                 "features": rng.standard_normal((10, 2048)).astype(np.float32)})
     engine = engine_for(tmp_path / "big.h5", extractor)
-    assert len(engine.index.features) == 10_000
-    engine.search_image(0, None, top=10)  # warm-up
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        engine.search_image(0, (0.0, 0.0, 100.0, 90.0), top=10)
-        times.append(time.perf_counter() - t0)
-    vector = engine.index.describe(rng.standard_normal(2048).astype(np.float32))
-    t0 = time.perf_counter()
-    engine.index.search(vector, 10)
-    print(f"search over 10,000 regions: median {np.median(times) * 1000:.0f} ms "
-          f"(of which ranking {(time.perf_counter() - t0) * 1000:.0f} ms)")
-    assert np.median(times) < 1.0
+    index = engine.index
+    assert len(index.features) == 10_000
+    row = 4321  # a region of image 432: the query is that region's own feature
+    ranking = index.search(index.features[row], 10)
+    best = (index.features @ index.features[row]).reshape(1000, 10).max(axis=1)
+    assert ranking.order.tolist() == np.argsort(-best, kind="stable")[:10].tolist()
+    assert ranking.order[0] == 432 and ranking.regions[0] == row
+    np.testing.assert_allclose(ranking.scores, best[ranking.order], rtol=1e-5)
+    np.testing.assert_array_equal(ranking.boxes[0], [432 % 7, 432 % 7, 64 + 432 % 7, 48 + 432 % 7])
+    result = engine.search_image(0, (0.0, 0.0, 100.0, 90.0), top=10)
+    assert len(result.hits) == 10 and [h.rank for h in result.hits] == list(range(1, 11))
