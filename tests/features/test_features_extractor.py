@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -11,9 +13,14 @@ from dasr.regions import RegionConfig, nms
 from tolerances import RESNET50_TOP_DEPTH, assert_boxes_close, assert_close_to_max, forward_bound
 
 
+@functools.cache
+def BACKBONE():
+    return build_backbone("resnet50", weights="random")
+
+
 @pytest.fixture(scope="module")
 def backbone():
-    return build_backbone("resnet50", weights="random")
+    return BACKBONE()
 
 
 @pytest.fixture(scope="module")
@@ -83,27 +90,57 @@ def test_the_method_decides_the_nms_default(backbone, image):
 
 @pytest.mark.parametrize("method", ["gap", "mac", "rmac", "crow"])
 def test_global_methods_give_one_whole_image_region(backbone, image, method):
-    out = Extractor(backbone, method, RegionConfig(max_side=128))(image)
+    ex = Extractor(backbone, method, RegionConfig(max_side=128, backprop_dtype="float32"))
+    out = ex(image)
     assert len(out.regions) == 1 and out.features.shape == (1, 2048)
     np.testing.assert_allclose(out.regions.boxes[0], [0, 0, 160, 96])
+    fmap = ex.feature_map(ex.forward(image)[3]).astype(np.float64)
+    assert fmap.shape[:2] == (3, 4)  # 77 x 128 input, stride 32: the whole map is the image
+    if method in ("gap", "mac"):  # by hand: the mean / the max of every cell, per channel
+        want = fmap.mean((0, 1)) if method == "gap" else fmap.max((0, 1))
+        np.testing.assert_allclose(out.features[0], want, rtol=1e-5, atol=1e-6)
 
 
-def test_fixed_box_control_uses_seed_centres(backbone, image):
-    ex = Extractor(backbone, "fixed-box", RegionConfig(max_side=128), fixed_box_side=64)
+@pytest.mark.parametrize("method", ["gap", "mac"])
+def test_a_global_methods_query_is_pooled_over_the_cells_of_its_box(backbone, image, method):
+    """The query box (original pixels) x 0.8 (160 -> 128) on the stride-32 map: x 20..100 -> 16..80 px
+    -> columns 0..2 (floor(16/32) to ceil(80/32)); y 10..50 -> 8..40 px -> rows 0..1."""
+    ex = Extractor(backbone, method, RegionConfig(max_side=128, backprop_dtype="float32"))
+    fmap = ex.feature_map(ex.forward(image)[3]).astype(np.float64)[0:2, 0:3]
+    want = fmap.mean((0, 1)) if method == "gap" else fmap.max((0, 1))
+    np.testing.assert_allclose(ex.describe_box(image, (20, 10, 100, 50)), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, layer", [("resnet50", None), ("resnet50", "conv4_block6_out"),
+                                         ("vgg16", "block5_conv3")])
+def test_fixed_box_control_uses_seed_centres(name, layer, image):
+    """A seed is a cell of the top layer: its centre in input pixels is (cell + 0.5) x the top
+    layer's stride, measured here from the shapes, whatever the pooled layer's stride (16 here)."""
+    net = build_backbone(name, weights="random") if name != "resnet50" else BACKBONE()
+    ex = Extractor(net, "fixed-box", RegionConfig(max_side=128), fixed_box_side=16, feature_layer=layer)
+    x, _, _, acts = ex.forward(image)
+    top = np.asarray(acts[net.top_layer])
+    stride = x.shape[2] / top.shape[2]  # 128 input columns over the top layer's 4
+    assert stride == 32 and (layer is None or ex.stride == 16)
     out = ex(image)
     r = out.regions
     centres = np.stack([(r.boxes[:, 0] + r.boxes[:, 2]) / 2, (r.boxes[:, 1] + r.boxes[:, 3]) / 2], 1) * out.scale
-    seeds = (r.seeds[:, ::-1] + 0.5) * 32
+    seeds = (r.seeds[:, ::-1] + 0.5) * stride
     inside = (r.boxes[:, 0] > 0) & (r.boxes[:, 1] > 0) & (r.boxes[:, 2] < 160) & (r.boxes[:, 3] < 96)
+    assert inside.any()
     np.testing.assert_allclose(centres[inside], seeds[inside], atol=1e-3)
-    assert ex.config()["fixed_box_side"] == 64
+    assert ex.config()["fixed_box_side"] == 16
 
 
 def test_tiny_and_thin_images_are_padded(backbone):
     x, scale, size = prepare_input(np.zeros((2, 300, 3), np.uint8), 128)
-    assert size == (128, 1) and x.shape[1:3] == (32, 128)
-    out = Extractor(backbone, "dasr-star", RegionConfig(max_side=128))(np.full((1, 1, 3), 200, np.uint8))
-    assert np.all(out.regions.boxes[:, 2] <= 1.0 + 1e-6)
+    assert size == (128, 1) and x.shape[1:3] == (32, 128)  # one row of pixels, padded to one cell
+    out = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32"))(
+        np.full((1, 1, 3), 200, np.uint8))
+    assert out.scale == 128.0 and out.input_size == (128, 128)
+    # every box inside the 1 x 1 image, every feature finite: nothing of the padding leaks out
+    assert np.all(out.regions.boxes >= 0) and np.all(out.regions.boxes <= 1.0 + 1e-6)
+    assert out.features.shape == (len(out.regions), 2048) and np.all(np.isfinite(out.features))
 
 
 def test_config_records_everything(backbone):
@@ -156,20 +193,31 @@ def test_authors_rule_is_recorded_and_runs_its_pipeline(backbone, image):
     assert len(find_seeds(amap, "dasr", rule="authors")[0]) <= len(seeds)
 
 
+def eq4_boxes_by_hand(maps: np.ndarray, tau: float, cell: float) -> np.ndarray:
+    """Eq. 4, written out: the cells at or above tau x the peak, each a uniform cell x cell square;
+    the box is the centroid +- 2 standard deviations per axis, inside the map."""
+    boxes = []
+    for m in maps.astype(np.float64):
+        rows, cols = np.nonzero((m >= tau * m.max()) & (m > 0))
+        x, y = (cols + 0.5) * cell, (rows + 0.5) * cell
+        sx, sy = (np.sqrt(v.var() + cell**2 / 12) for v in (x, y))
+        box = [x.mean() - 2 * sx, y.mean() - 2 * sy, x.mean() + 2 * sx, y.mean() + 2 * sy]
+        boxes.append(np.clip(box, 0, [m.shape[1] * cell, m.shape[0] * cell] * 2))
+    return np.array(boxes)
+
+
 def test_stop_stride_16_boxes_are_network_input_pixels(backbone, image):
     """Stopped at stride 16 the maps hold one value per 16 x 16 pixels; the boxes are Eq. 4 on them
     with 16-pixel cells, in network-input pixels, then scaled back to the image."""
-    from dasr.regions import ellipses_from_maps
-
     ex = Extractor(backbone, "dasr", RegionConfig(method="dasr", max_side=128, stop_stride=16,
                                                   backprop_dtype="float32"))
     assert ex.bp.map_stride == 16 and ex.config()["stop_stride"] == 16
     out = ex(image, keep_maps=True)
     x, scale, (w, h), _ = ex.forward(image)
     assert out.maps.shape[1:] == (-(-x.shape[1] // 16), -(-x.shape[2] // 16))
-    boxes, _, _ = ellipses_from_maps(out.maps, 0.1, False, 16.0)
+    boxes = eq4_boxes_by_hand(out.maps, 0.1, 16.0)
     want = np.clip(np.clip(boxes, 0, [w, h, w, h]) / scale, 0, [image.shape[1], image.shape[0]] * 2)
-    np.testing.assert_allclose(out.regions.boxes, want, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(out.regions.boxes, want, rtol=1e-5, atol=1e-3)
     assert out.regions.boxes[:, 2].max() > 16 / scale  # not cells mistaken for pixels
 
 

@@ -122,6 +122,8 @@ class Extractor:
         self.region = dataclasses.replace(region, backprop_dtype=resolve_dtype(region.backprop_dtype))
         self.feature_layer = feature_layer or DEFAULT_FEATURE_LAYER[backbone.name]
         self.stride = backbone.stride(self.feature_layer)
+        # Seeds are cells of the top layer, whose stride need not be the feature layer's.
+        self.seed_stride = backbone.stride(backbone.top_layer)
         self.pooling = pooling
         self.fixed_box_side = float(fixed_box_side)
         # On a GPU the maps stay there (only boxes come back); on a CPU the NumPy float64 moments
@@ -343,8 +345,8 @@ class Extractor:
     def _fixed_boxes(self, seeds: np.ndarray, size: tuple[int, int]) -> tuple:
         """The ``fixed-box`` control: a square centred on each seed (boxes, ellipses, kept, no maps)."""
         w, h = size
-        cy = (seeds[:, 0] + 0.5) * 32.0
-        cx = (seeds[:, 1] + 0.5) * 32.0
+        cy = (seeds[:, 0] + 0.5) * self.seed_stride
+        cx = (seeds[:, 1] + 0.5) * self.seed_stride
         half = self.fixed_box_side / 2
         boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1)
         ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1)
