@@ -30,7 +30,7 @@ def test_spread():
     assert gallery.spread([1, 2], 5) == [1, 2] and gallery.spread([1, 2], 0) == []
 
 
-def test_ranking_panels(bench, tmp_path):
+def test_ranking_panels(bench, tmp_path, monkeypatch):
     tsv = tmp_path / "rankings.tsv"
     lines = ["query\trank\timage\tscore\tx1\ty1\tx2\ty2\trelevant"]
     for qi, q in enumerate(bench.queries):
@@ -39,9 +39,27 @@ def test_ranking_panels(bench, tmp_path):
     tsv.write_text("\n".join(lines) + "\n")
     rows = gallery.read_rankings(tsv)
     assert list(rows) == ["qa", "qb", "qc"] and rows["qb"][1]["relevant"] and not rows["qb"][0]["relevant"]
+    drawn = []
+    draw = gallery.results_panel
+
+    def results_panel(query_image, box, results, out, title):
+        drawn.append((query_image, box, results, title))
+        return draw(query_image, box, results, out, title=title)
+
+    monkeypatch.setattr(gallery, "results_panel", results_panel)
     out = gallery.ranking_panels(tsv, bench, tmp_path / "panels", queries=2, top=3)
     assert [p.name for p in out] == ["fig6-qa.png", "fig6-qc.png"]
     assert all(p.read_bytes()[:8] == PNG for p in out)
+    # What each panel shows: the query's own picture and box, then its first `top` results in rank
+    # order, each with its image's pixels, its box, its score and whether it is relevant.
+    assert [d[3] for d in drawn] == ["qa", "qc"]
+    for (query_image, box, results, _), qi, name in zip(drawn, (0, 2), ("qa", "qc")):
+        np.testing.assert_array_equal(query_image, np.asarray(Image.open(tmp_path / f"{name}.png")))
+        assert box == (5, 5, 30, 30) and len(results) == 3
+        for rank, (pixels, rbox, score, relevant) in enumerate(results, 1):
+            np.testing.assert_array_equal(pixels, np.asarray(Image.open(tmp_path / f"db{rank - 1}.png")))
+            np.testing.assert_array_equal(rbox, [1, 2, 20, 30])
+            assert score == pytest.approx(round(1 / rank, 3)) and relevant == (rank - 1 == qi)
     tsv.write_text(lines[0] + "\nqa\t1\tdb0.png\tnot-a-number\t1\t2\t3\t4\t1\n")
     with pytest.raises(ValueError, match="rankings.tsv:2: bad rankings row"):
         gallery.read_rankings(tsv)
