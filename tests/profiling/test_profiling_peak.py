@@ -53,3 +53,9 @@ def test_cpu_flags_reads_the_flags_line():
     info = "processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx avx2 fma avx512f avx512_bf16 sse4_1\n"
     assert cpu_flags(info) == ["avx", "avx2", "fma", "avx512f", "avx512_bf16"]
     assert cpu_flags("flags\t\t: fpu sse2\n") == [] and cpu_flags("") == []
+
+
+def test_matmul_peak_on_jax_times_the_same_product():
+    peak = matmul_peak("bfloat16", 64, budget_s=0.1, min_runs=2, max_runs=3, chain=2, framework="jax")
+    assert (peak.dtype, peak.n, peak.chain) == ("bfloat16", 64, 2) and peak.device  # JAX's device name
+    np.testing.assert_allclose(peak.gflops, 2 * 2 * 64 ** 3 / peak.best_s / 1e9)
