@@ -79,7 +79,7 @@ figures: install
 	$(DASR) reproduce experiments/figures.toml $(SET) $(SETS)
 
 # The GPU check's bundle (benchmarks/gpu_check.sh): wheels for the GPU machine's CPython 3.12,
-# float16 weights, GPU_IMAGES instance-track images at GPU_MAX_SIDE and their CPU float32
+# float16 weights, GPU_IMAGES instance-track JPEG files (the check resizes them to GPU_MAX_SIDE) and their CPU float32
 # reference boxes, in the ignored folder $(GPU_BUNDLE) (under 64 MiB in all).
 GPU_BUNDLE ?= .gpu
 GPU_IMAGES ?= 50

@@ -1,28 +1,24 @@
-"""GPU check of the probability backprop on JAX, and the bundle it runs on.
+"""GPU check of `dasr extract` on JAX, and the bundle it runs on.
 
 Two commands (``benchmarks/gpu_check.sh`` runs the second on the GPU machine):
 
 * ``bundle OUT`` (here, on the CPU with TensorFlow; ``make gpu-bundle``): a float16 copy of the
-  cached ImageNet weights, ``--n`` instance-track images resized to ``--max-side`` (raw uint8,
-  so that the GPU machine needs no image decoder) and the CPU float32 reference boxes of DASR
-  and DASR* for them.
-* ``check BUNDLE OUT`` (there, on JAX): the same pipeline on every bundled image, timed, and its
-  boxes matched against the reference; prints one table and writes ``OUT/gpu-check.json``.
+  ImageNet weights, ``--n`` instance-track images copied as they are (JPEG files of their real,
+  mixed sizes, spread over the instances) and the boxes of DASR and DASR* on them from the
+  library's own collection loop (:func:`dasr.store.extract.extract_collection`) on this CPU in
+  float32, with the same float16 weights.
+* ``check BUNDLE OUT`` (there, on JAX, without TensorFlow): for each dtype (``--dtypes``, in
+  order of importance), images per step (``--images-per-step``, then ``--more-steps``) and
+  method: the same collection loop (decoding with :mod:`dasr.io.images`, the Extractor's batched
+  path, the HDF5 store) once to compile every input shape, then once timed, into fresh stores;
+  its boxes matched against the CPU float32 ones (each reference box's best IoU,
+  :func:`dasr.regions.boxes.best_iou`, as in the precision report),
+  the images per second, the device's peak memory (:mod:`dasr.profiling.jax_device`) and the
+  matmul peak measured on the same device (:func:`dasr.profiling.peak.matmul_peak`).  Each row is
+  written to ``OUT/gpu-check.json`` as soon as it is measured, so a stopped run keeps its rows.
 
-The pipeline is the Extractor's batched region path (:meth:`Extractor.extract_inputs`: one
-forward pass for ``--images-per-step`` images of one shape, the seeds of all of them through
-fixed-size backprop chunks, ellipses on the device, NMS per image) composed from the same public
-functions, without :mod:`dasr.io.images` (OpenCV and Pillow are not on the GPU machine); the
-caffe preprocessing is Keras' own ``preprocess_input``, checked against
-:func:`dasr.io.images.preprocess_caffe` when the bundle is made.  Steps come in few shapes (a
-step's batch padded with blank images to a power of two, as the Extractor pads; the last chunk
-padded with zero seeds), and the warm-up runs one step of each, so nothing compiles in the
-timed pass; the bundle takes images of the most common size, hence one or two
-image shapes.
-
-``--images-per-step`` defaults to 8, the collection loop's GPU default
-(:data:`dasr.store.extract.GPU_IMAGES_PER_STEP`, not imported: that module needs OpenCV), chosen
-without a GPU to measure on (see there why).
+float32 runs with ``jax_default_matmul_precision = "highest"`` (full float32, not TF32): the
+report says so per row.
 """
 
 from __future__ import annotations
@@ -31,143 +27,40 @@ import argparse
 import csv
 import json
 import platform
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import keras
 import numpy as np
 
-from dasr.model.backbone import build_backbone
-from dasr.model import chunks
-from dasr.model.backprop import ProbabilityBackprop, resolve_dtype
-from dasr.regions import RegionConfig, activation_map, best_iou, find_seeds, nms
-
-METHODS = ("dasr", "dasr-star")
+METHODS = ("dasr-star", "dasr")
 WEIGHTS_FILE = "resnet50_float16.weights.h5"
-IMAGES_FILE = "images.npz"
+IMAGES_DIR = "images"
 REFERENCE_FILE = "reference.npz"
 MANIFEST_FILE = "manifest.json"
-# The GPU machine takes 64 MiB per run, the repository's own files (~1 MiB) included.
+# The GPU machine takes 64 MiB per run, the repository's own files (~2 MiB) included.
 BUNDLE_LIMIT_MIB = 62
-# bfloat16 dense tensor-core peak of one H200 (SXM), the denominator of the achieved rate.
-H200_BF16_DENSE_TFLOPS = 790.0
-# The collection loop's GPU default (dasr.store.extract.GPU_IMAGES_PER_STEP).
-IMAGES_PER_STEP = 8
-
-
-# ----------------------------------------------------------------------------- the pipeline
-@dataclass
-class StepResult:
-    """One network step through one method: each image's boxes (network-input pixels, after NMS)
-    and seed count, and the step's timings."""
-
-    boxes: list[np.ndarray]
-    seeds: list[int]
-    forward_s: float
-    backprop_s: float
-    total_s: float
-
-
-def network_input(rgb: np.ndarray) -> np.ndarray:
-    """(1, H, W, 3) caffe-preprocessed float32 input of a resized uint8 RGB image."""
-    return keras.applications.resnet50.preprocess_input(rgb[None].astype(np.float32))
-
-
-def step_regions(bp: ProbabilityBackprop, top_layer: str, x: np.ndarray, real: int, region: RegionConfig,
-                 chunk: int) -> StepResult:
-    """The region boxes of the first ``real`` images of the batch ``x`` (the rest is padding).
-
-    The Extractor's batched region path, without pooling: one forward pass, the seeds of every
-    image through the same fixed-size chunks, each seed gathering its own image's state.
-    """
-    t0 = time.perf_counter()
-    acts = bp.forward(x)
-    top = keras.ops.convert_to_numpy(acts[top_layer])
-    t1 = time.perf_counter()
-    seeds, scores = zip(*(find_seeds(activation_map(top[i]), region.method, region.max_seeds) for i in range(real)))
-    counts = [len(s) for s in seeds]
-    boxes = [np.zeros((0, 4), np.float32) for _ in range(real)]
-    if sum(counts):
-        # The GPU path of the Extractor: Eq. 4 computed with the maps, only boxes come back.
-        found_boxes, _, kept = chunks.seed_boxes(
-            bp, bp.prepare(acts), acts[top_layer], np.concatenate(seeds), chunk=chunk, rule="paper",
-            tau=region.tau, weighted=region.weighted_moments, percentile=None,
-            image=np.repeat(np.arange(real, dtype=np.int32), counts))
-        t2 = time.perf_counter()
-        h, w = x.shape[1:3]
-        cuts = np.cumsum(counts)[:-1]
-        for i, (b, k, sc) in enumerate(zip(np.split(found_boxes, cuts), np.split(kept, cuts), scores)):
-            found = np.flatnonzero(k > 0)
-            boxes[i] = np.clip(b[found], 0, [w, h, w, h]).astype(np.float32)
-            if region.nms_iou is not None and len(boxes[i]):
-                boxes[i] = boxes[i][nms(boxes[i], sc[found], region.nms_iou)]
-    else:
-        t2 = t1
-    return StepResult(boxes, counts, t1 - t0, t2 - t1, time.perf_counter() - t0)
-
-
-def steps_of(images: list[np.ndarray], per_step: int) -> list[tuple[list[int], np.ndarray]]:
-    """(image indices, (B, H, W, 3) input) of each step: up to ``per_step`` images of one shape,
-    padded with blank images to :func:`dasr.model.chunks.padded_batch` (as the Extractor pads)."""
-    steps = []
-    for shape in sorted({rgb.shape for rgb in images}):
-        rows = [i for i, rgb in enumerate(images) if rgb.shape == shape]
-        for k in range(0, len(rows), per_step):
-            part = rows[k:k + per_step]
-            x = np.concatenate([network_input(images[i]) for i in part])
-            x = np.concatenate([x, np.zeros((chunks.padded_batch(len(part)) - len(part), *x.shape[1:]), x.dtype)])
-            steps.append((part, x))
-    return steps
-
-
-def op_macs(bp: ProbabilityBackprop, height: int, width: int) -> tuple[float, float]:
-    """(forward MACs of the convolutions below the top, MACs of ONE seed's backprop).
-
-    A transposed convolution costs what the convolution costs; pooling is not counted.
-    """
-    size = {bp.input_id: (height, width)}
-    fwd = back = 0.0
-    down = {id(op) for op in bp.ops_down}
-    for op in bp.ops:
-        h, w = size[op.inputs[0]]
-        if op.kind in ("conv", "pool"):
-            kh, kw = op.kernel.shape[:2] if op.kind == "conv" else op.pool_size
-            s = op.strides[0]
-            h, w = ((-(-h // s), -(-w // s)) if op.padding == "SAME"
-                    else ((h - kh) // s + 1, (w - kw) // s + 1))
-            if op.kind == "conv":
-                macs = float(h * w * np.prod(op.kernel.shape))
-                fwd += macs
-                back += macs if id(op) in down else 0.0
-        elif op.kind == "pad":
-            (t, b), (l, r) = op.crop
-            h, w = h + t + b, w + l + r
-        size[op.output] = (h, w)
-    return fwd, back
 
 
 # ----------------------------------------------------------------------------- bundle (CPU)
 def write_float16_weights(src: Path, dst: Path) -> None:
     """A float16, gzip-compressed copy of a Keras ``.weights.h5`` (loads into float32 variables).
 
-    Values beyond float16's range (conv1's BN moving variance reaches 8e4) keep float32.
-
-    The classifier's ``dense`` top is written as zeros: the backbone is cut below it, and zeros
+    Values beyond float16's range (conv1's BN moving variance reaches 8e4) keep float32.  The
+    classifier's ``dense`` top is written as zeros: the backbone is cut below it, and zeros
     compress to nothing (the file must stay under the GPU machine's 64 MiB).
     """
     with h5py.File(src, "r") as fin, h5py.File(dst, "w") as fout:
         def copy(name, obj):
             if isinstance(obj, h5py.Group):
-                group = fout.require_group(name)
-                group.attrs.update(obj.attrs)
+                fout.require_group(name).attrs.update(obj.attrs)
                 return
             data = obj[()]
             if np.issubdtype(data.dtype, np.floating):
                 data = np.zeros_like(data) if name.startswith("layers/dense/") else data
-                # A few BN variances exceed float16's range (65504): those small vectors stay float32.
                 if np.abs(data).max(initial=0) <= np.finfo(np.float16).max:
                     data = data.astype(np.float16)
             kw = {"compression": "gzip", "compression_opts": 4} if data.ndim else {}
@@ -177,143 +70,148 @@ def write_float16_weights(src: Path, dst: Path) -> None:
 
 
 def pick_images(root: Path, n: int) -> list[str]:
-    """``n`` image paths of instance-track's most common size, spread over its instances."""
-    rows = list(csv.DictReader(open(root / "annotations.csv")))
-    sizes = [(r["width"], r["height"]) for r in rows]
-    common = max(set(sizes), key=sizes.count)
-    same = [r["image"] for r, s in zip(rows, sizes) if s == common]
-    step = max(1, len(same) // n)
-    return same[::step][:n]
+    """``n`` image paths of an instance-track folder, evenly spread over its rows (all sizes)."""
+    with open(root / "annotations.csv", newline="") as f:
+        names = list(dict.fromkeys(row["image"] for row in csv.DictReader(f)))
+    picked = [names[int(i)] for i in np.linspace(0, len(names) - 1, min(n, len(names)))]
+    return list(dict.fromkeys(picked))
+
+
+def spec_options(weights: Path, max_side: int, dtype: str, seed_chunk: int) -> dict:
+    """The extractor options of every run of the check (the method and dtype vary)."""
+    return {"weights": str(weights), "max_side": max_side, "backprop_dtype": dtype, "seed_chunk": seed_chunk}
+
+
+def store_boxes(path: Path) -> dict[str, np.ndarray]:
+    """{image: boxes} of a finished store."""
+    from dasr.store import RegionStore
+
+    store = RegionStore.open(path)
+    return {name: store.regions_of(i)["boxes"] for i, name in enumerate(store.images)}
 
 
 def make_bundle(args) -> None:
-    # Imported here, not at the top: they need OpenCV and Pillow, which the GPU machine lacks
-    # (only the check runs there).
     from dasr.eval.datasets import default_root
-    from dasr.io.images import IMAGENET_BGR_MEAN, load_image, preprocess_caffe, resize_long_side
+    from dasr.features.spec import ExtractorSpec
     from dasr.model.weights import cached_weights_path
+    from dasr.store.extract import extract_collection
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    src = Path(args.weights) if args.weights != "imagenet" else cached_weights_path("resnet50")
+    if args.weights == "random":  # the smoke run: an untrained network, saved so that both sides load it
+        import keras
+
+        from dasr.model.architectures import classifier_model
+
+        src = out / "random.weights.h5"
+        keras.utils.set_random_seed(0)
+        classifier_model("resnet50", None).save_weights(src)
+    else:
+        src = Path(args.weights) if args.weights != "imagenet" else cached_weights_path("resnet50")
     write_float16_weights(src, out / WEIGHTS_FILE)
     root = Path(args.images_root) if args.images_root else Path(default_root("instance-track"))
     names = pick_images(root, args.n)
-    images = [resize_long_side(load_image(root / name), args.max_side)[0] for name in names]
-    for rgb in images:  # the check's preprocessing is the Extractor's
-        if not np.array_equal(network_input(rgb)[0], preprocess_caffe(rgb)):
-            raise RuntimeError("keras preprocess_input differs from dasr.io.images.preprocess_caffe")
-    np.savez_compressed(out / IMAGES_FILE, **{f"image{i}": rgb for i, rgb in enumerate(images)})
-    # The reference: the CPU Extractor in float32 (maps brought back, NumPy float64 moments), from
-    # the float16 file (the weights the check uses); the images are already at max_side (scale 1).
-    from dasr.features.extractor import Extractor
+    shutil.rmtree(out / IMAGES_DIR, ignore_errors=True)
+    for name in names:
+        (out / IMAGES_DIR / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / name, out / IMAGES_DIR / name)
+    reference = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in METHODS:
+            ex = ExtractorSpec.from_options(method=method, **spec_options(
+                out / WEIGHTS_FILE, args.max_side, "float32", args.seed_chunk)).build()
+            extract_collection(ex, out / IMAGES_DIR, Path(tmp) / f"{method}.h5", images_per_step=1)
+            reference.update({f"{method}/{k}": v for k, v in store_boxes(Path(tmp) / f"{method}.h5").items()})
+    np.savez_compressed(out / REFERENCE_FILE, **reference)
+    (out / "random.weights.h5").unlink(missing_ok=True)
+    import keras
 
-    bb = build_backbone("resnet50", weights=out / WEIGHTS_FILE)
-    ref = {}
-    for method in METHODS:
-        region = RegionConfig(method=method, max_side=args.max_side, backprop_dtype="float32",
-                              seed_chunk=args.seed_chunk)
-        extractor = Extractor(bb, method, region, boxes_on_device=False)
-        for i, rgb in enumerate(images):
-            ref[f"{method}/{i}"] = extractor(rgb).regions.boxes
-            print(f"[bundle] {method} {names[i]}: {len(ref[f'{method}/{i}'])} boxes", flush=True)
-    np.savez_compressed(out / REFERENCE_FILE, **ref)
-    manifest = {"images": names, "max_side": args.max_side, "input_offset": list(IMAGENET_BGR_MEAN),
+    manifest = {"images": names, "max_side": args.max_side, "seed_chunk": args.seed_chunk,
                 "reference": {"backend": keras.backend.backend(), "dtype": "float32",
-                              "machine": platform.processor() or platform.machine(),
-                              "seed_chunk": args.seed_chunk},
-                "weights_source": str(src)}
+                              "machine": platform.processor() or platform.machine(), "images_per_step": 1},
+                "weights_source": str(src) if args.weights != "random" else "random"}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"[bundle] {out}: {len(names)} images at {args.max_side} px, {total / 2**20:.1f} MiB in all")
+    print(f"[bundle] {out}: {len(names)} images, {total / 2**20:.1f} MiB in all")
     if total > BUNDLE_LIMIT_MIB * 2**20:
         raise SystemExit(f"the bundle is {total / 2**20:.1f} MiB, over the {BUNDLE_LIMIT_MIB} MiB the GPU machine "
                          "takes with the repository: make it with fewer images (--n, GPU_IMAGES=)")
 
 
-# ----------------------------------------------------------------------------- check (GPU)
-def device_report() -> dict:
-    """The accelerator and, on JAX, its peak memory so far."""
-    info = {"backend": keras.backend.backend()}
-    if keras.backend.backend() == "jax":
-        import jax
+# ----------------------------------------------------------------------------- check (GPU, JAX)
+def measure(bundle: Path, method: str, dtype: str, per_step: int, manifest: dict, reference: dict,
+            work: Path) -> dict:
+    """One row: the collection loop compiled, then timed, and its boxes against the reference."""
+    from dasr.features.spec import ExtractorSpec
+    from dasr.profiling.jax_device import peak_memory_mib
+    from dasr.regions.boxes import best_iou
+    from dasr.store.extract import extract_collection
 
-        dev = jax.devices()[0]
-        info.update(platform=dev.platform, device=str(getattr(dev, "device_kind", dev)),
-                    jax=jax.__version__)
-        stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-        info["peak_memory_gib"] = (stats or {}).get("peak_bytes_in_use", 0) / 2**30 if stats else None
-    return info
+    ex = ExtractorSpec.from_options(method=method, **spec_options(
+        bundle / WEIGHTS_FILE, manifest["max_side"], dtype, manifest["seed_chunk"])).build()
+    runs = []
+    for label in ("compile", "timed"):
+        path = work / f"{method}-{dtype}-{per_step}-{label}.h5"
+        t0 = time.perf_counter()
+        summary = extract_collection(ex, bundle / IMAGES_DIR, path, images_per_step=per_step, progress=False)
+        runs.append(time.perf_counter() - t0)
+    if summary.skipped:
+        raise RuntimeError(f"images skipped on the GPU machine: {summary.skipped}")
+    boxes = store_boxes(path)
+    ious = np.concatenate([best_iou(reference[f"{method}/{name}"], b) for name, b in boxes.items()])
+    regions = sum(len(b) for b in boxes.values())
+    return {"method": method, "dtype": dtype, "images_per_step": per_step, "images": len(boxes),
+            "images_per_s": len(boxes) / runs[1], "timed_s": runs[1], "compile_pass_s": runs[0],
+            "regions_per_image": regions / len(boxes),
+            "matched_iou_median": float(np.median(ious)) if len(ious) else None,
+            "matched_iou_p5": float(np.percentile(ious, 5)) if len(ious) else None,
+            "matched_iou_min": float(ious.min()) if len(ious) else None,
+            "reference_boxes": int(len(ious)), "peak_memory_mib_so_far": peak_memory_mib()}
 
 
 def run_check(args) -> int:
+    import jax
+
+    from dasr.profiling.jax_device import device_name
+    from dasr.profiling.peak import matmul_peak
+
     bundle, out = Path(args.bundle), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((bundle / MANIFEST_FILE).read_text())
-    with np.load(bundle / IMAGES_FILE) as data:
-        images = [data[f"image{i}"] for i in range(len(manifest["images"]))][: args.n]
     with np.load(bundle / REFERENCE_FILE) as data:
         reference = {k: data[k] for k in data.files}
-    dtype = resolve_dtype(args.dtype)
-    t0 = time.perf_counter()
-    bb = build_backbone("resnet50", weights=bundle / WEIGHTS_FILE)
-    build_s = time.perf_counter() - t0
-    bp = ProbabilityBackprop(bb.model, bb.top_layer, input_offset=manifest["input_offset"], dtype=dtype)
-    steps = steps_of(images, args.images_per_step)
-    shapes = sorted({x.shape for _, x in steps})
-    rows, per_method = [], {}
-    for method in METHODS:
-        region = RegionConfig(method=method, max_side=manifest["max_side"])
-        # Warm-up: one step of each (batch, image) shape compiles forward, prepare and the backprop step.
-        t0 = time.perf_counter()
-        for shape in shapes:
-            part, x = next(st for st in steps if st[1].shape == shape)
-            step_regions(bp, bb.top_layer, x, len(part), region, args.seed_chunk)
-        warmup_s = time.perf_counter() - t0
-        results = []
-        boxes: list = [None] * len(images)
-        t0 = time.perf_counter()
-        for part, x in steps:
-            results.append(step_regions(bp, bb.top_layer, x, len(part), region, args.seed_chunk))
-            for i, b in zip(part, results[-1].boxes):
-                boxes[i] = b
-        wall = time.perf_counter() - t0
-        ious = np.concatenate([best_iou(reference[f"{method}/{i}"], b) for i, b in enumerate(boxes)])
-        seeds_of = {i: n for (part, _), r in zip(steps, results) for i, n in zip(part, r.seeds)}
-        seeds = sum(seeds_of.values())
-        fwd_macs, seed_macs = zip(*(op_macs(bp, *rgb.shape[:2]) for rgb in images))
-        flops = 2.0 * (sum(fwd_macs) + sum(m * seeds_of[i] for i, m in enumerate(seed_macs)))
-        row = {"method": method, "images": len(images), "images_per_s": len(images) / wall,
-               "steps": len(steps),
-               "forward_ms_per_step": 1e3 * float(np.median([r.forward_s for r in results])),
-               "backprop_ms_per_seed": 1e3 * sum(r.backprop_s for r in results) / max(seeds, 1),
-               "seeds": seeds, "achieved_tflops": flops / wall / 1e12,
-               "warmup_s": warmup_s, "shapes": len(shapes),
-               "matched_iou_mean": float(ious.mean()) if len(ious) else None,
-               "matched_iou_min": float(ious.min()) if len(ious) else None,
-               "reference_boxes": int(len(ious))}
-        row["fraction_of_peak"] = row["achieved_tflops"] / args.peak_tflops
-        rows.append(row)
-        per_method[method] = [b.tolist() for b in boxes]
-    dev = device_report()
-    report = {"device": dev, "dtype": dtype, "max_side": manifest["max_side"], "seed_chunk": args.seed_chunk,
-              "images_per_step": args.images_per_step,
-              "build_s": build_s, "smoke": args.smoke, "peak_tflops": args.peak_tflops, "rows": rows,
-              "python": sys.version.split()[0], "keras": keras.__version__, "boxes": per_method}
-    (out / "gpu-check.json").write_text(json.dumps(report, indent=1))
-    print(f"\n{dev}  dtype {dtype}  {manifest['max_side']} px  chunk {args.seed_chunk}  "
-          f"{args.images_per_step} images/step  "
-          f"build {build_s:.1f} s  {'SMOKE (CPU, small)' if args.smoke else ''}")
-    print("| method | img/s | forward ms/step | backprop ms/seed | seeds | TFLOP/s | % of peak | warm-up s (shapes) "
-          "| matched IoU mean / min | peak GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        iou = "n/a" if r["matched_iou_mean"] is None else f"{r['matched_iou_mean']:.4f} / {r['matched_iou_min']:.4f}"
-        mem = "n/a" if dev.get("peak_memory_gib") is None else f"{dev['peak_memory_gib']:.1f}"
-        print(f"| {r['method']} | {r['images_per_s']:.2f} | {r['forward_ms_per_step']:.1f} | {r['backprop_ms_per_seed']:.2f} "
-              f"| {r['seeds']} | {r['achieved_tflops']:.3f} | {100 * r['fraction_of_peak']:.2f} "
-              f"| {r['warmup_s']:.1f} ({r['shapes']}) | {iou} | {mem} |")
-    print(f"\nwritten: {out / 'gpu-check.json'}")
+    report = {"device": device_name(), "jax": jax.__version__, "python": sys.version.split()[0],
+              "smoke": args.smoke, "max_side": manifest["max_side"], "seed_chunk": manifest["seed_chunk"],
+              "images": len(manifest["images"]), "reference": manifest["reference"], "peak": {}, "rows": [],
+              "modules": {}}
+    path = out / "gpu-check.json"
+
+    def save() -> None:
+        report["modules"] = {"tensorflow": "tensorflow" in sys.modules, "keras": sys.modules["keras"].__version__}
+        path.write_text(json.dumps(report, indent=1))
+
+    steps = [args.images_per_step, *[s for s in args.more_steps if s != args.images_per_step]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in args.dtypes:
+            # float32 at full precision (JAX's GPU default would be TF32-like bfloat16 passes).
+            jax.config.update("jax_default_matmul_precision", "highest" if dtype == "float32" else None)
+            peak = matmul_peak(dtype, args.matmul_n, chain=args.matmul_chain, budget_s=2.0, framework="jax")
+            report["peak"][dtype] = {"gflops": peak.gflops, "n": peak.n, "chain": peak.chain}
+            for per_step in steps if dtype == args.dtypes[0] else steps[:1]:
+                for method in args.methods:
+                    row = measure(bundle, method, dtype, per_step, manifest, reference, Path(tmp))
+                    row["matmul_precision"] = "highest" if dtype == "float32" else "default"
+                    report["rows"].append(row)
+                    save()
+                    print(json.dumps(row), flush=True)
+    print(f"\n{report['device']}  {manifest['max_side']} px  {report['images']} images")
+    print("| method | dtype | images/step | img/s | regions/img | matched IoU median / min | peak MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in report["rows"]:
+        iou = "n/a" if r["matched_iou_median"] is None else f"{r['matched_iou_median']:.4f} / {r['matched_iou_min']:.4f}"
+        print(f"| {r['method']} | {r['dtype']} | {r['images_per_step']} | {r['images_per_s']:.2f} | "
+              f"{r['regions_per_image']:.1f} | {iou} | {r['peak_memory_mib_so_far']} |")
+    print(f"\nwritten: {path}")
     return 0
 
 
@@ -326,24 +224,28 @@ def positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bundle", help="make the bundle (CPU, TensorFlow): weights, images, reference boxes")
     b.add_argument("out", help="bundle folder (make gpu-bundle: .gpu)")
-    b.add_argument("--n", type=int, default=50, help="images")
-    b.add_argument("--max-side", type=int, default=512, help="long side of the network input")
-    b.add_argument("--weights", default="imagenet", help="imagenet (the cache) or a .weights.h5")
+    b.add_argument("--n", type=positive, default=50, help="images")
+    b.add_argument("--max-side", type=positive, default=512, help="long side of the network input")
+    b.add_argument("--weights", default="imagenet", help="imagenet (the cache), random (smoke) or a .weights.h5")
     b.add_argument("--images-root", default=None, help="instance-track folder (default: the shared one)")
-    b.add_argument("--seed-chunk", type=int, default=16)
+    b.add_argument("--seed-chunk", type=positive, default=64, help="seeds per backprop call (fixed shape)")
     c = sub.add_parser("check", help="run the check (JAX) on a bundle")
     c.add_argument("bundle")
     c.add_argument("out", help="folder for gpu-check.json")
-    c.add_argument("--n", type=int, default=None, help="use only the first N bundled images")
-    c.add_argument("--dtype", default="auto", help="backprop dtype (auto: bfloat16 where the hardware has it)")
-    c.add_argument("--seed-chunk", type=positive, default=64, help="seeds per backprop call (fixed shape)")
-    c.add_argument("--images-per-step", type=positive, default=IMAGES_PER_STEP,
-                   help=f"images per forward pass, their seeds sharing the chunks (default {IMAGES_PER_STEP})")
-    c.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
+    c.add_argument("--dtypes", type=lambda t: t.split(","), default=["bfloat16", "float32"],
+                   help="backprop dtypes, in order of importance")
+    c.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
+    c.add_argument("--images-per-step", type=positive, default=8,
+                   help="images per network step of the first rows (dasr extract's GPU default)")
+    c.add_argument("--more-steps", type=lambda t: [positive(v) for v in t.split(",") if v], default=[4, 16],
+                   help="further images-per-step values, first dtype only")
+    c.add_argument("--matmul-n", type=positive, default=8192, help="side of the peak's matmul")
+    c.add_argument("--matmul-chain", type=positive, default=10, help="matmuls per timed call of the peak")
     c.add_argument("--smoke", action="store_true", help="label the run as the CPU smoke test")
     args = parser.parse_args(argv)
     if args.command == "bundle":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the probability backprop on JAX (benchmarks/gpu_check.py), for a lent GPU machine.
+# GPU check of `dasr extract` on JAX (benchmarks/gpu_check.py), for a lent GPU machine.
 #
 #   bash benchmarks/gpu_check.sh OUT_DIR                 # on the GPU machine: the bundle in .gpu/
 #   bash benchmarks/gpu_check.sh OUT_DIR --smoke --bundle DIR   # this CPU, JAX, a small bundle
@@ -7,24 +7,23 @@
 # What to bring to the GPU machine: this repository's tracked files plus the ignored folder .gpu/
 # that `make gpu-bundle` fills (under 64 MiB in all):
 #   .gpu/wheels/   keras, namex, optree for CPython 3.12 manylinux: all that machine lacks for
-#                  Keras 3 on its JAX (it has jax with CUDA, numpy, h5py, ml-dtypes, absl-py, rich)
+#                  Keras 3 on its JAX (it has jax with CUDA, OpenCV, Pillow, h5py, tqdm, numpy)
 #   .gpu/resnet50_float16.weights.h5   the cached ImageNet weights in float16 (~43 MiB)
-#   .gpu/images.npz, reference.npz, manifest.json   the resized images (raw uint8) and the CPU
-#                  float32 (TensorFlow) boxes of DASR and DASR* for them
+#   .gpu/images/   the instance-track JPEG files as they are (real, mixed sizes)
+#   .gpu/reference.npz, manifest.json  the CPU float32 (TensorFlow) boxes of DASR and DASR*
 # Then the one command there: `bash benchmarks/gpu_check.sh /tmp/out` (prints one table, writes
-# /tmp/out/gpu-check.json). It installs the wheels into /tmp/dasr-gpu-site (pip --no-index
-# --no-deps --target: nothing else is touched), checks that `import keras` runs on jax, and runs
-# the check at the bundle's size (512 px), 8 images per network step, with a limit of
-# GPU_CHECK_TIMEOUT seconds (default 290).
+# /tmp/out/gpu-check.json row by row). It installs the wheels into /tmp/dasr-gpu-site (pip
+# --no-index --no-deps --target: nothing else is touched), checks that `import keras` runs on jax,
+# and runs the check: bfloat16 then float32 at 8 images per step, then 4 and 16 in bfloat16, with
+# a limit of GPU_CHECK_TIMEOUT seconds (default 290).
 #
 # --smoke: on a machine without a GPU (JAX_PLATFORMS=cpu), with the interpreter's own keras (the
 # bundle's wheels are for CPython 3.12), on a small bundle made by
-#   python benchmarks/gpu_check.py bundle DIR --n 3 --max-side 128
+#   python benchmarks/gpu_check.py bundle DIR --n 3 --max-side 64 --weights random
 # It proves the script end to end; its speeds say nothing about a GPU.
 #
 # Environment: PYTHON (default python3, or .venv/bin/python when it exists), GPU_CHECK_TIMEOUT,
-# GPU_CHECK_ARGS (extra arguments for `gpu_check.py check`, e.g. "--n 20 --seed-chunk 128
-# --images-per-step 16").
+# GPU_CHECK_ARGS (extra arguments for `gpu_check.py check`, e.g. "--more-steps 32 --dtypes bfloat16").
 set -euo pipefail
 
 die() { echo "gpu_check: ERROR: $1" >&2; exit "${2:-1}"; }
@@ -49,7 +48,8 @@ DEFAULT_PY=python3
 [[ -x .venv/bin/python && $SMOKE == 1 ]] && DEFAULT_PY=.venv/bin/python
 PY=${PYTHON:-$DEFAULT_PY}
 command -v "$PY" >/dev/null 2>&1 || die "no Python interpreter '$PY' (set PYTHON=...)"
-for f in manifest.json images.npz reference.npz resnet50_float16.weights.h5; do
+[[ -d $BUNDLE/images ]] || die "$BUNDLE/images is missing: make the bundle with \`make gpu-bundle\` (or gpu_check.py bundle) and bring it along"
+for f in manifest.json reference.npz resnet50_float16.weights.h5; do
   [[ -f $BUNDLE/$f ]] || die "$BUNDLE/$f is missing: make the bundle with \`make gpu-bundle\` (or gpu_check.py bundle) and bring it along"
 done
 mkdir -p "$OUT_DIR"
@@ -80,7 +80,7 @@ EOF
 
 ARGS=(check "$BUNDLE" "$OUT_DIR")
 # Smoke: 2 images per step, so that the 3 bundled images make a full step and a padded one.
-[[ $SMOKE == 1 ]] && ARGS+=(--smoke --seed-chunk 16 --images-per-step 2)
+[[ $SMOKE == 1 ]] && ARGS+=(--smoke --images-per-step 2 --more-steps 3 --matmul-n 256 --matmul-chain 1)
 # shellcheck disable=SC2206
 ARGS+=(${GPU_CHECK_ARGS:-})
 say "running: $PY benchmarks/gpu_check.py ${ARGS[*]}"

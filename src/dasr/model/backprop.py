@@ -130,6 +130,16 @@ def _bn_scale(bn) -> np.ndarray:
     return gamma / np.sqrt(variables["moving_variance"] + bn.epsilon)
 
 
+def _activation_name(fn) -> str:
+    """``linear``, ``relu`` or the function's own name.
+
+    By identity, not ``keras.activations.serialize``: that imports TensorFlow wherever it is
+    installed, even on JAX (over 1 GB of a JAX process for nothing).
+    """
+    return {keras.activations.linear: "linear", keras.activations.relu: "relu"}.get(
+        fn, getattr(fn, "__name__", repr(fn)))
+
+
 def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
                 rule: str = "paper") -> tuple[list[Op], str]:
     """Turns the Keras graph below ``top`` into backprop ops (forward topological order).
@@ -182,8 +192,7 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
         if isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
             if layer.dilation_rate != (1, 1) or layer.groups != 1:
                 raise UnsupportedLayerError(f"layer {name}: dilated or grouped Conv2D is not supported")
-            act = keras.activations.serialize(layer.activation)
-            act = act if isinstance(act, str) else act.get("config", act)
+            act = _activation_name(layer.activation)
             if act not in ("linear", "relu"):
                 raise UnsupportedLayerError(f"layer {name}: Conv2D activation {act!r} is not supported")
             kernel = np.asarray(layer.kernel.numpy(), np.float64)
@@ -212,8 +221,7 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
                               scale_positive=(_bn_scale(layer) > 0).astype(np.float32)))
         elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
             if isinstance(layer, keras.layers.Activation):
-                act = keras.activations.serialize(layer.activation)
-                act = act if isinstance(act, str) else act.get("config", act)
+                act = _activation_name(layer.activation)
                 if act not in ("relu", "linear"):
                     raise UnsupportedLayerError(f"layer {name}: activation {act!r} is not supported")
                 relu = act == "relu"
