@@ -64,7 +64,7 @@ ablation-nms: install
 localization: install
 	$(DASR) reproduce experiments/localization.toml $(SET) $(SETS)
 
-# The paper's rule vs the authors' released rule (issue 15); BENCH=paris6k-subset for the official Paris6k lists.
+# The paper's rule vs the authors' released rule; BENCH=paris6k-subset for the official Paris6k lists.
 fidelity: install
 	$(DASR) reproduce experiments/fidelity.toml $(SET) $(SETS)
 

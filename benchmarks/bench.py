@@ -52,7 +52,7 @@ from dasr.features.extractor import Extractor, prepare_input  # noqa: E402
 from dasr.features.spec import ExtractorSpec  # noqa: E402
 from dasr.io.atomic import atomic_write_bytes  # noqa: E402
 from dasr.io.images import list_images, load_image  # noqa: E402
-from dasr.model.backprop import resolve_dtype  # noqa: E402
+from dasr.model.device import resolve_dtype  # noqa: E402
 from dasr.profiling import flops, gpu, machine, peak, timing  # noqa: E402
 from dasr.profiling.report import fmt, markdown, write_json  # noqa: E402
 from dasr.regions import activation_map, best_iou, box_iou, find_seeds  # noqa: E402

@@ -1,4 +1,4 @@
-"""Region search at the paper's scale, by simulation (issue 14, part B).
+"""Region search at the paper's scale, by simulation.
 
 Queries and true neighbours are REAL: the DASR* region features of two shared collections, each
 from its finished store (found under ``--stores``, or named):

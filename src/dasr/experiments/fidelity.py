@@ -1,4 +1,4 @@
-"""The fidelity section of a report (issue 15): the paper's rule beside the authors' released rule.
+"""The fidelity section of a report: the paper's rule beside the authors' released rule.
 
 For every benchmark of a run with ``compare = "fidelity"`` (``experiments/fidelity.toml``):
 

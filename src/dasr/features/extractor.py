@@ -27,7 +27,8 @@ from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, 
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
 from dasr.model import chunks
-from dasr.model.backprop import ProbabilityBackprop, resolve_dtype
+from dasr.model.backprop import ProbabilityBackprop
+from dasr.model.device import resolve_dtype
 from dasr.model.device import gpu_compute_capabilities
 from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
 from dasr.regions.ellipse import AUTHORS_PERCENTILE

@@ -74,7 +74,7 @@ from dasr.model import contrast, transpose
 from dasr.model.moments import device_ellipses
 # Public here since before the seed chunks had their own module.
 from dasr.model.chunks import seed_probabilities  # noqa: F401
-from dasr.model.device import cpu_has_bf16, resolve_dtype  # noqa: F401  (public here since before the split)
+from dasr.model.device import resolve_dtype
 from dasr.regions.config import INPUT_RULES, RULES, STRIDED_CONV_RULES
 
 # The authors' code (PRM's PostHook): 1 / (|Z| + eps), and 0 where Z < eps.
@@ -281,7 +281,6 @@ def _stop_point(ops: list[Op], input_id: str, top: str, stop_stride: int) -> tup
 
 
 # keras.ops under another name: ``self.ops`` is the op list of the traced graph.
-kops = keras.ops
 
 
 class ProbabilityBackprop:
@@ -328,7 +327,7 @@ class ProbabilityBackprop:
         self.top = top
         self.input_rule = input_rule
         self.dtype = resolve_dtype(dtype)
-        self.input_offset = kops.convert_to_tensor(np.asarray(0.0 if input_offset is None else input_offset,
+        self.input_offset = keras.ops.convert_to_tensor(np.asarray(0.0 if input_offset is None else input_offset,
                                                              np.float32).reshape(1, 1, 1, -1))
         self.stop_id, self.map_stride, self.ops_down = _stop_point(self.ops, self.input_id, top, stop_stride)
         needed = {self.input_id}
@@ -346,10 +345,11 @@ class ProbabilityBackprop:
         self._fwd_names = [top, *self.extra_outputs, *self.needed]
         self.forward_model = keras.Model(model.input, [layer_out(n) for n in self._fwd_names])
         # Weights are arguments of the compiled functions, never constants baked into them.
-        self._kernels = {op.name: kops.convert_to_tensor(op.kernel, self.dtype) for op in self.ops if op.kind == "conv"}
+        self._kernels = {op.name: keras.ops.convert_to_tensor(op.kernel, self.dtype)
+                         for op in self.ops if op.kind == "conv"}
         self.dual = contrast.find_dual(self.ops, self.ops_down, top, rule) if contrastive else None
         if self.dual is not None:  # the negated kernels travel with the others (arguments, not constants)
-            self._kernels.update({k: kops.convert_to_tensor(v, self.dtype)
+            self._kernels.update({k: keras.ops.convert_to_tensor(v, self.dtype)
                                   for k, v in contrast.negated_kernels(model, self.dual, _bn_scale).items()})
         self._forward_fn = transpose.jit(self._forward)
         self._prepare_fn = transpose.jit(self._prepare)
@@ -370,7 +370,7 @@ class ProbabilityBackprop:
         Returns:
           {tensor id: backend tensor}, the network input included.
         """
-        x = kops.convert_to_tensor(x, "float32")
+        x = keras.ops.convert_to_tensor(x, "float32")
         outs = self._forward_fn([v.value for v in self.forward_model.trainable_variables],
                                 [v.value for v in self.forward_model.non_trainable_variables], x)
         if len(self._fwd_names) == 1:  # a one-output Keras model returns a tensor, not a list
@@ -394,7 +394,7 @@ class ProbabilityBackprop:
     # ------------------------------------------------------------------ normalisers
     def _prepare_authors(self, kernels: dict, acts: dict) -> dict:
         """Per image, the authors' rule: each conv's shifted input and 1/Z, the ReLU masks, the pools' inputs."""
-        values = {k: kops.cast(v, self.dtype) for k, v in acts.items()}
+        values = {k: keras.ops.cast(v, self.dtype) for k, v in acts.items()}
         state: dict = {}
         for op in self.ops_down:
             if op.kind == "conv":
@@ -405,27 +405,27 @@ class ProbabilityBackprop:
                 else:  # shifted by the unpadded input's minimum, then zero-padded (torch's padded conv)
                     (t, b), (l, r) = pad.crop
                     x = values[pad.inputs[0]]
-                    a = kops.pad(x - transpose.image_min(x), [[0, 0], [t, b], [l, r], [0, 0]])
+                    a = keras.ops.pad(x - transpose.image_min(x), [[0, 0], [t, b], [l, r], [0, 0]])
                 z = transpose.conv(a, kernels[op.name], op.strides, op.padding, op.window)
                 state[f"{op.name}/A"] = a
-                state[f"{op.name}/invZ"] = kops.where(z < AUTHORS_EPS, kops.zeros_like(z),
-                                                      1.0 / (kops.abs(z) + AUTHORS_EPS))
+                state[f"{op.name}/invZ"] = keras.ops.where(z < AUTHORS_EPS, keras.ops.zeros_like(z),
+                                                      1.0 / (keras.ops.abs(z) + AUTHORS_EPS))
             elif op.kind in ("maxpool", "avgpool"):
                 state[f"{op.name}/A"] = values[op.inputs[0]]
             if op.kind == "relu" or op.relu:
-                state[f"{op.name}/mask"] = kops.cast(values[op.output] > 0, self.dtype)
+                state[f"{op.name}/mask"] = keras.ops.cast(values[op.output] > 0, self.dtype)
         return state
 
     def _prepare(self, kernels: dict, acts: dict) -> dict:
         """Per image: the activations A (input rule applied) and 1/(W⁺A), or the Add fractions."""
         if self.rule == "authors":
             return self._prepare_authors(kernels, acts)
-        values = {k: kops.cast(v, self.dtype) for k, v in acts.items() if k in self.needed or k == self.input_id}
-        values[self.input_id] = kops.cast(self._image_activation(acts[self.input_id]), self.dtype)
+        values = {k: keras.ops.cast(v, self.dtype) for k, v in acts.items() if k in self.needed or k == self.input_id}
+        values[self.input_id] = keras.ops.cast(self._image_activation(acts[self.input_id]), self.dtype)
         for op in self.ops:  # padding of the image must see the rule's A, not the raw input
             if op.kind == "pad" and op.inputs[0] in values and op.output in self.needed:
                 (t, b), (l, r) = op.crop
-                values[op.output] = kops.pad(values[op.inputs[0]], [[0, 0], [t, b], [l, r], [0, 0]])
+                values[op.output] = keras.ops.pad(values[op.inputs[0]], [[0, 0], [t, b], [l, r], [0, 0]])
         state: dict = {}
         for op in self.ops_down:
             if op.kind == "conv":
@@ -439,8 +439,8 @@ class ProbabilityBackprop:
                 state[f"{op.name}/invZ"] = transpose.safe_inverse(
                     transpose.window_pool(a, op.pool_size, op.strides, op.padding))
             elif op.kind == "add":
-                pos = [kops.relu(values[i]) for i in op.inputs]
-                inv = transpose.safe_inverse(functools.reduce(kops.add, pos))
+                pos = [keras.ops.relu(values[i]) for i in op.inputs]
+                inv = transpose.safe_inverse(functools.reduce(keras.ops.add, pos))
                 for k, p in enumerate(pos):
                     state[f"{op.name}/frac{k}"] = p * inv
         if self.dual is not None:
@@ -452,11 +452,12 @@ class ProbabilityBackprop:
 
         Every tensor keeps the batch axis of :meth:`forward`'s input: row b is image b's state.
         """
-        return self._prepare_fn(self._kernels, {k: v for k, v in acts.items() if k in self.needed or k == self.input_id})
+        needed = {k: v for k, v in acts.items() if k in self.needed or k == self.input_id}
+        return self._prepare_fn(self._kernels, needed)
 
     # ------------------------------------------------------------------ backward
     def _backprop(self, kernels: dict, state: dict, top_probs, image=None):
-        probs: dict = {self.top: kops.cast(top_probs, self.dtype)}
+        probs: dict = {self.top: keras.ops.cast(top_probs, self.dtype)}
 
         def own(key, p):
             """``state[key]`` for the seed rows of ``p``: a batch's state gathered per seed, in the step."""
@@ -477,7 +478,7 @@ class ProbabilityBackprop:
             if op.kind in ("pass", "relu"):
                 give(op.inputs[0], p)
             elif op.kind in ("posscale", "scale"):
-                give(op.inputs[0], p * kops.cast(op.scale_positive, self.dtype))
+                give(op.inputs[0], p * keras.ops.cast(op.scale_positive, self.dtype))
             elif op.kind == "maxpool":
                 give(op.inputs[0], transpose.max_pool_transpose(p, own(f"{op.name}/A", p), op.pool_size,
                                                                 op.strides, op.padding))
@@ -486,7 +487,7 @@ class ProbabilityBackprop:
                                                                    op.strides, op.padding))
             elif op.kind == "pad":
                 (t, b), (l, r) = op.crop
-                h, w = kops.shape(p)[1], kops.shape(p)[2]
+                h, w = keras.ops.shape(p)[1], keras.ops.shape(p)[2]
                 give(op.inputs[0], p[:, t:h - b, l:w - r, :])
             elif op.kind == "add":
                 for k, src in enumerate(op.inputs):
@@ -499,10 +500,10 @@ class ProbabilityBackprop:
                 else:
                     back = transpose.conv_transpose(y, kernels[op.name], a, op.strides, op.padding, op.window)
                 give(op.inputs[0], a * back)
-        total = kops.sum(probs[self.stop_id], axis=-1)
+        total = keras.ops.sum(probs[self.stop_id], axis=-1)
         if self.rule == "authors" or self.dual is not None:  # signed: the channel sum clamped at 0
-            total = kops.relu(total)
-        return kops.cast(total, "float32")
+            total = keras.ops.relu(total)
+        return keras.ops.cast(total, "float32")
 
     def backprop(self, state: dict, top_probs, image=None):
         """Pixel maps for a batch of seeds.
@@ -516,9 +517,9 @@ class ProbabilityBackprop:
           (S, H, W) float32 maps (a backend tensor), one value per ``map_stride`` input pixels.
         """
         if image is None:
-            return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs))
-        return self._backprop_fn(self._kernels, state, kops.convert_to_tensor(top_probs),
-                                 kops.convert_to_tensor(image, "int32"))
+            return self._backprop_fn(self._kernels, state, keras.ops.convert_to_tensor(top_probs))
+        return self._backprop_fn(self._kernels, state, keras.ops.convert_to_tensor(top_probs),
+                                 keras.ops.convert_to_tensor(image, "int32"))
 
     def backprop_ellipses(self, state: dict, top_probs, image=None, *, tau: float, weighted: bool,
                           percentile: float | None):
@@ -544,8 +545,8 @@ class ProbabilityBackprop:
                                        percentile=key[2])
 
             self._ellipse_fns[key] = transpose.jit(step)
-        args = (self._kernels, state, kops.convert_to_tensor(top_probs))
+        args = (self._kernels, state, keras.ops.convert_to_tensor(top_probs))
         if image is not None:
-            args += (kops.convert_to_tensor(image, "int32"),)
+            args += (keras.ops.convert_to_tensor(image, "int32"),)
         out = self._ellipse_fns[key](*args)
         return tuple(np.asarray(t, np.float32) for t in out)

@@ -48,7 +48,7 @@ class RegionConfig:
         this stride; NMS on those coarse boxes picks the seeds that get the full map to the pixels
         (then the usual NMS).  Each kept region is exactly the paper's region of its seed; only
         which seeds survive NMS can differ.  Needs NMS; 1 (default) = off.
-      backprop_dtype: ``float32``, ``bfloat16`` or ``auto`` (see :func:`dasr.model.backprop.resolve_dtype`).
+      backprop_dtype: ``float32``, ``bfloat16`` or ``auto`` (see :func:`dasr.model.device.resolve_dtype`).
       seed_chunk: seeds back-propagated together (bounds memory).
       max_seeds: keep at most this many seeds, the highest first (None = all).
       rule: ``paper`` (default) or ``authors``: the released code's backprop
