@@ -18,7 +18,8 @@ import numpy as np
 
 from backprop_reference import (AUTHORS_CASES, CONTRASTIVE_CASES, FIXTURE_CASES, OFFSET, backprop_maps,
                                 tiny_net_with_weights)
-from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
+from dasr.model.backprop import ProbabilityBackprop
+from dasr.model.chunks import seed_probabilities
 
 
 def main(fixture: str, out: str) -> None:

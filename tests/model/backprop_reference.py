@@ -330,7 +330,8 @@ def backprop_maps(model: keras.Model, image: np.ndarray, seeds: np.ndarray,
     """Maps of ``seeds`` (one chunk) for the configurations ``cases`` of :data:`FIXTURE_CASES`,
     :data:`AUTHORS_CASES` or :data:`CONTRASTIVE_CASES`; a bfloat16 case is left out where the
     backend has no bfloat16 convolution (:func:`dasr.model.device.bf16_unavailable`)."""
-    from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
+    from dasr.model.backprop import ProbabilityBackprop
+    from dasr.model.chunks import seed_probabilities
     from dasr.model.device import bf16_unavailable
 
     out = {}

@@ -10,7 +10,9 @@ import tensorflow as tf
 from backprop_reference import OFFSET, reference_maps, tiny_net
 from conftest import skip_without_bf16
 from tolerances import backprop_bound
-from dasr.model.backprop import ProbabilityBackprop, UnsupportedLayerError, seed_probabilities, trace_graph
+from dasr.model.backprop import ProbabilityBackprop
+from dasr.model.chunks import seed_probabilities
+from dasr.model.graph import UnsupportedLayerError, trace_graph
 
 @pytest.fixture(scope="module")
 def net_and_image():

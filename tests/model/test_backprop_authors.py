@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from backprop_reference import AUTHORS_CASES, authors_reference_maps, backprop_maps, tiny_image, tiny_net
-from dasr.model.backprop import ProbabilityBackprop, seed_probabilities, trace_graph
+from dasr.model.backprop import ProbabilityBackprop
+from dasr.model.chunks import seed_probabilities
+from dasr.model.graph import trace_graph
 
 SEEDS = np.array([[0, 0], [1, 2], [3, 3], [2, 1]])
 

@@ -8,7 +8,8 @@ import pytest
 
 from backprop_reference import (CONTRASTIVE_CASES, backprop_maps, contrastive_reference_maps, dense,
                                 conv_np, rule, tiny_image, tiny_net)
-from dasr.model.backprop import ProbabilityBackprop, seed_probabilities
+from dasr.model.backprop import ProbabilityBackprop
+from dasr.model.chunks import seed_probabilities
 
 SEEDS = np.array([[0, 0], [1, 2], [3, 3], [2, 1]])
 

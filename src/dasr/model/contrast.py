@@ -53,7 +53,7 @@ class DualTop:
 
     Attributes:
       output: tensor id of the top linear map's output (P there is the dual's input).
-      convs: the ``conv`` ops (:class:`dasr.model.backprop.Op`) whose kernels the dual negates;
+      convs: the ``conv`` ops (:class:`dasr.model.graph.Op`) whose kernels the dual negates;
         their inputs receive ``-P̄``.
     """
 
@@ -65,7 +65,7 @@ def find_dual(ops: list, ops_down: list, top: str, rule: str = "paper") -> DualT
     """The top linear map below ``top`` and its negated convolutions.
 
     Args:
-      ops: every backprop op of the network, forward order (:func:`dasr.model.backprop.trace_graph`, paper rule).
+      ops: every backprop op of the network, forward order (:func:`dasr.model.graph.trace_graph`, paper rule).
       ops_down: the ops the backprop runs (after ``stop_stride``).
       top: the tensor the seeds live on.
       rule: the backprop's rule; only ``paper`` has a dual here.

@@ -7,7 +7,7 @@ Counting rules (one MAC = one multiply and one add; GFLOP = 2 · MACs / 10⁹):
   its output's leading dimensions).  Biases, batch norm, activations, additions and pooling are
   element-wise and not counted.
 * **Backprop, one seed** (:func:`backprop_macs`), over the ops
-  (:class:`dasr.model.backprop.Op`) that the backprop runs, i.e. those above its stop tensor
+  (:class:`dasr.model.graph.Op`) that the backprop runs, i.e. those above its stop tensor
   (the lowest tensor of the stop stride through which all probability flows):
 
   - a ``conv`` op's transposed convolution costs what its forward convolution costs (the same
@@ -33,7 +33,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from dasr.model.backprop import Op
+from dasr.model.graph import Op
 
 
 @dataclass(frozen=True)
