@@ -6,14 +6,17 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse, Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse, Rectangle  # noqa: E402
+from dasr.errors import InputError
+from dasr.io.atomic import atomic_path
 
-from dasr.errors import InputError  # noqa: E402
-from dasr.io.atomic import atomic_path  # noqa: E402
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure of its own, outside pyplot: no global backend or state is touched, nothing to close."""
+    return Figure(figsize=size)
 
 
 def _save(fig, out: str | os.PathLike) -> Path:
@@ -23,16 +26,13 @@ def _save(fig, out: str | os.PathLike) -> Path:
       InputError: the name ends in no format matplotlib writes (``fig``, ``fig.``, ``fig.xyz``).
     """
     out = Path(out)
-    try:
-        _, dot, ending = out.name.rpartition(".")
-        formats = fig.canvas.get_supported_filetypes()
-        if not dot or ending.lower() not in formats:
-            raise InputError(f"{out}: a figure's name must end in one of .{', .'.join(sorted(formats))}")
-        # The format is named: the temporary file's name says nothing to matplotlib.
-        with atomic_path(out, suffix=out.suffix) as tmp:
-            fig.savefig(tmp, format=ending.lower(), dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    _, dot, ending = out.name.rpartition(".")
+    formats = fig.canvas.get_supported_filetypes()
+    if not dot or ending.lower() not in formats:
+        raise InputError(f"{out}: a figure's name must end in one of .{', .'.join(sorted(formats))}")
+    # The format is named: the temporary file's name says nothing to matplotlib.
+    with atomic_path(out, suffix=out.suffix) as tmp:
+        fig.savefig(tmp, format=ending.lower(), dpi=110, bbox_inches="tight")
     return out
 
 
@@ -48,7 +48,8 @@ def detection_figure(image: np.ndarray, extraction, out: str | os.PathLike, max_
     regions, maps = extraction.regions, extraction.maps
     n_maps = 0 if maps is None else min(max_maps, len(maps))
     cols = 2 + n_maps
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.4), squeeze=False)
+    fig = _figure((3.2 * cols, 3.4))
+    axes = fig.subplots(1, cols, squeeze=False)
     axes = axes[0]
     h, w = image.shape[:2]
     axes[0].imshow(image)
@@ -57,7 +58,7 @@ def detection_figure(image: np.ndarray, extraction, out: str | os.PathLike, max_
     axes[1].imshow(image)
     axes[1].set_title(f"{len(regions)} regions")
     for k, (box, ell) in enumerate(zip(regions.boxes, regions.ellipses)):
-        color = plt.cm.tab10(k % 10)
+        color = matplotlib.colormaps["tab10"](k % 10)
         axes[1].add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, lw=1.5, ec=color))
         if ell[2] > 0:
             axes[1].add_patch(Ellipse((ell[0], ell[1]), 2 * ell[2], 2 * ell[3], angle=np.degrees(ell[4]),
@@ -87,7 +88,8 @@ def results_panel(query_image: np.ndarray, query_box, results: list[tuple[np.nda
       out: PNG path.
     """
     cols = 1 + len(results)
-    fig, axes = plt.subplots(1, cols, figsize=(2.3 * cols, 2.6), squeeze=False)
+    fig = _figure((2.3 * cols, 2.6))
+    axes = fig.subplots(1, cols, squeeze=False)
     axes = axes[0]
     axes[0].imshow(query_image)
     if query_box is not None:
@@ -113,7 +115,8 @@ def results_panel(query_image: np.ndarray, query_box, results: list[tuple[np.nda
 def line_plot(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, out: str | os.PathLike,
               title: str = "", reference: dict[str, tuple[list, list]] | None = None) -> Path:
     """A small line plot; ``reference`` series (the paper's numbers) are drawn dashed."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = _figure((5.5, 3.8))
+    ax = fig.subplots()
     for name, (x, y) in series.items():
         ax.plot(x, y, marker="o", label=name)
     for name, (x, y) in (reference or {}).items():
@@ -129,7 +132,8 @@ def line_plot(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, ou
 def bar_plot(values: dict[str, float], ylabel: str, out: str | os.PathLike, title: str = "",
              reference: dict[str, float] | None = None) -> Path:
     """Bars of ``values``; the paper's value (if any) as a black tick on each bar."""
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(values) + 2), 3.8))
+    fig = _figure((max(5, 0.6 * len(values) + 2), 3.8))
+    ax = fig.subplots()
     names = list(values)
     ax.bar(range(len(names)), [values[n] for n in names], color="tab:blue", label="ours")
     if reference:
