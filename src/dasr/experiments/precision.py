@@ -89,16 +89,8 @@ def _verdict(pairs: list[tuple[Entry, Entry]], ap_ci: dict, medians: list[float]
 
 
 def precision_section(cfg: dict, entries: list[Entry], rows: list[dict]) -> list[str]:
-    """The precision section of results.md (its CSV rows are appended to ``rows``).
-
-    Args:
-      cfg: the run's config (``ks``, ``bootstrap``, benchmarks, ``subsample``).
-      entries: the run's entries.
-      rows: results.csv rows, extended here.
-
-    Returns:
-      Markdown lines.
-    """
+    """The precision section of results.md: the arguments and result of
+    :func:`~dasr.experiments.fidelity.fidelity_section` (its CSV rows appended to ``rows``)."""
     md = ["## Precision: each variants cell against its own cell", "",
           "The rule for `--dtype auto` on CPUs, stated before measuring: the variant's dtype is kept only if every "
           f"mAP interval (variant - own cell) includes 0 and every median matched-box IoU is at least "
