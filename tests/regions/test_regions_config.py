@@ -45,3 +45,14 @@ def test_numpy_numbers_are_accepted():
 
     config = RegionConfig(max_side=np.int64(64), tau=np.float32(0.2), seed_chunk=np.int32(4))
     assert config.max_side == 64
+
+
+def test_a_store_records_an_option_added_later_only_when_it_is_on():
+    """Stores made before cascade_stride, rule and contrastive existed keep their configuration."""
+    from dasr.regions.config import RECORDED_ONLY_WHEN_ON
+
+    plain = RegionConfig().recorded()
+    assert not set(RECORDED_ONLY_WHEN_ON) & set(plain)
+    assert not {"max_side", "method", "seed_chunk"} & set(plain) and plain["tau"] == 0.1
+    on = RegionConfig(rule="authors", cascade_stride=16, contrastive=True).recorded()
+    assert (on["rule"], on["cascade_stride"], on["contrastive"]) == ("authors", 16, True)

@@ -28,8 +28,7 @@ from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
 from dasr.model import chunks
 from dasr.model.backprop import ProbabilityBackprop
-from dasr.model.device import resolve_dtype
-from dasr.model.device import gpu_compute_capabilities
+from dasr.model.device import boxes_on_device_here, resolve_dtype
 from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
 from dasr.regions.ellipse import AUTHORS_PERCENTILE
 from dasr.regions import (Regions, RegionConfig, activation_map, ellipses_from_maps, find_seeds,
@@ -127,22 +126,20 @@ class Extractor:
         self.seed_stride = backbone.stride(backbone.top_layer)
         self.pooling = pooling
         self.fixed_box_side = float(fixed_box_side)
-        # On a GPU the maps stay there (only boxes come back); on a CPU the NumPy float64 moments
-        # are as fast and keep today's stores bit for bit.
-        self.boxes_on_device = bool(gpu_compute_capabilities()) if boxes_on_device is None else boxes_on_device
-        self.bp = ProbabilityBackprop(
-            backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
-            input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
-            stop_stride=self.region.stop_stride, dtype=self.region.backprop_dtype, rule=self.region.rule,
-            contrastive=self.region.contrastive,
-            extra_outputs=(self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
+        self.boxes_on_device = boxes_on_device_here() if boxes_on_device is None else boxes_on_device
+        self.bp = self._backprop(self.region.stop_stride,
+                                 (self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
         self.coarse_bp = None
         if self.region.cascade_stride > 1 and method in ("dasr", "dasr-star"):
-            self.coarse_bp = ProbabilityBackprop(
-                backbone.model, backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
-                input_rule=self.region.input_rule, strided_conv=self.region.strided_conv,
-                stop_stride=self.region.cascade_stride, dtype=self.region.backprop_dtype,
-                rule=self.region.rule, contrastive=self.region.contrastive)
+            self.coarse_bp = self._backprop(self.region.cascade_stride)
+
+    def _backprop(self, stop_stride: int, extra_outputs: tuple[str, ...] = ()) -> ProbabilityBackprop:
+        """The region configuration's backprop, stopped at ``stop_stride``."""
+        r = self.region
+        return ProbabilityBackprop(
+            self.backbone.model, self.backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
+            input_rule=r.input_rule, strided_conv=r.strided_conv, stop_stride=stop_stride, dtype=r.backprop_dtype,
+            rule=r.rule, contrastive=r.contrastive, extra_outputs=extra_outputs)
 
     def config(self) -> dict:
         """The flat configuration every store records (and checks on reopening)."""
@@ -156,14 +153,7 @@ class Extractor:
             "dasr_version": __version__,
         }
         if self.method in REGION_METHODS:
-            cfg.update({k: v for k, v in self.region.as_dict().items() if k not in ("max_side", "method", "seed_chunk")})
-            if cfg["cascade_stride"] == 1:
-                # Off: left out, so stores made before the option existed keep their configuration.
-                del cfg["cascade_stride"]
-            if cfg["rule"] == "paper":
-                del cfg["rule"]  # the same: stores made before the authors' rule keep their configuration
-            if not cfg["contrastive"]:
-                del cfg["contrastive"]  # the same for the contrastive option
+            cfg.update(self.region.recorded())
             if self.method == "fixed-box":
                 cfg["fixed_box_side"] = self.fixed_box_side
         return cfg

@@ -94,6 +94,12 @@ def gpu_compute_capabilities() -> list[tuple[int, int]]:
     return []
 
 
+def boxes_on_device_here() -> bool:
+    """Whether Eq. 4 runs on the device with the backprop (only boxes come back): on a GPU.  On a
+    CPU the NumPy float64 moments are as fast and keep stores bit for bit."""
+    return bool(gpu_compute_capabilities())
+
+
 def auto_dtype(gpu_capabilities: list[tuple[int, int]], cpu_bf16: bool) -> str:
     """The rule: bfloat16 where the device that runs the backprop computes it, else float32.
 

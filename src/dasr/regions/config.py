@@ -31,6 +31,10 @@ def default_nms(method: str) -> float | None:
     return 0.3 if method == "dasr-star" else None
 
 
+# Options added after stores existed, with their "off" value, which a store does not record.
+RECORDED_ONLY_WHEN_ON = {"cascade_stride": 1, "rule": "paper", "contrastive": False}
+
+
 @dataclass(frozen=True)
 class RegionConfig:
     """Everything that decides which regions an image gets (stored with every index).
@@ -116,3 +120,11 @@ class RegionConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def recorded(self) -> dict:
+        """The options a region store records: all but the input size, the seed rule (the store's
+        ``method`` says it) and the chunk size (speed only), and without the options that are at
+        the value they had before they existed (:data:`RECORDED_ONLY_WHEN_ON`), so that stores made
+        before keep their configuration."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("max_side", "method", "seed_chunk")
+                and RECORDED_ONLY_WHEN_ON.get(k, object()) != v}
