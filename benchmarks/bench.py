@@ -625,7 +625,7 @@ def machine_meta(args) -> dict:
     meta = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv[1:],
             "args": vars(args), "python": sys.version.split()[0], "platform": platform.platform(),
             "cpu": machine.cpu_name(), "cpus": machine.usable_cpus(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "backend": keras.backend.backend(), "floor_framework": "tensorflow",
+            "keras": keras.__version__, "backend": keras.backend.backend(), "floor_framework": keras.backend.backend(),
             "faiss": faiss.__version__, "dasr": __version__,
             "auto_dtype": resolve_dtype("auto"), "dtype": resolve_dtype(args.dtype), "on_gpu": on_gpu,
             "cpu_flags": machine.cpu_flags(), "tf_onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
@@ -662,7 +662,9 @@ def main(argv=None) -> int:
         def run_floor():
             n = args.matmul_n or (8192 if meta["on_gpu"] else 2048)
             device, chain = ("/GPU:0", 10) if meta["on_gpu"] else ("/CPU:0", 1)
-            data["floor"] = {d: dataclasses.asdict(peak.matmul_peak(d, n, device, chain))
+            # On the network's own framework: the floor of the kernels the pipeline runs.
+            data["floor"] = {d: dataclasses.asdict(peak.matmul_peak(d, n, device, chain,
+                                                                    framework=meta["floor_framework"]))
                              for d in dict.fromkeys(["float32", meta["dtype"]])}
         section("hardware floor (matmul peak)", run_floor)
     if meta["on_gpu"]:

@@ -39,6 +39,7 @@ def test_quick_run_reports_every_section(sample_images, tmp_path):
     assert data["startup"]["--version"]["best_s"] > 0 and data["startup"]["merge --help"]["runs"] == 3
     assert data["meta"]["complete"] is True
     assert data["floor"]["float32"]["gflops"] > 0
+    assert data["meta"]["floor_framework"] == data["meta"]["backend"]  # the floor of the pipeline's own kernels
     im = data["images"]
     assert len(im["per_image"]) == 2 and im["weights"] == "random"
     s = im["summary"]
