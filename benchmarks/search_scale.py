@@ -56,7 +56,7 @@ from dasr.eval.instance import subsample_database
 from dasr.eval.scoring import score_query
 from dasr.search.ann import plan_index
 from dasr.search.ranking import rank_images, top_regions
-from dasr.search.region_index import build_from_rows, m_for_bytes, rank_candidates, rerank, search_index
+from dasr.search.region_index import build_from_rows, m_for_bytes, rank_candidates, rerank, candidate_rows
 from dasr.store import RegionStore
 
 REGIONS_PER_DISTRACTOR_IMAGE = 19
@@ -342,7 +342,7 @@ def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets
     for i in range(-1, len(queries)):  # query -1: warm-up of the first one
         q = queries[max(i, 0)][None]
         t0 = time.perf_counter()
-        cand = search_index(index, q, args.candidates)
+        cand = candidate_rows(index, q, args.candidates)
         t1 = time.perf_counter()
         ranking = rank_candidates(q, cand, db.rows, offsets, None, top=100)[0]
         t2 = time.perf_counter()
@@ -432,7 +432,7 @@ def write_report(out: Path, report: dict) -> None:
               "from the memory-mapped database) and the best region per image, on 2 cores; `load` is the 1-minute "
               "load average when the queries ran (other work on the machine; all three in results.json). "
               "\"1 thread per query\": faiss's default for a batch (parallel over queries), which leaves one "
-              "query on one thread; \"lists over threads\": `dasr.search.region_index.search_index`, which "
+              "query on one thread; \"lists over threads\": `dasr.search.region_index.candidate_rows`, which "
               "splits one query's inverted lists over the threads (IVF `parallel_mode` 1)."]
     lines += ["", "Targets (at 7,014,819 distractors): recall@100 >= 0.95, <= 64 B/region, < 50 ms/query on 2 threads, "
               "build peak RSS <= 16 GB.", ""]

@@ -9,7 +9,7 @@ import pytest
 
 from dasr.search import SearchIndex, learn_whitening, rank_images
 from dasr.search.region_index import (RegionIndexError, build_region_index, m_for_bytes, open_region_index,
-                                      rank_candidates, region_index_path, rerank, search_index)
+                                      rank_candidates, region_index_path, rerank, candidate_rows)
 from dasr.search.ranking import top_regions
 from dasr.store import RegionStore, StoreWriter
 from dasr.errors import InputError
@@ -245,7 +245,7 @@ def test_evaluate_through_the_index(stores, tmp_path, monkeypatch):
 
 
 def test_one_query_spreads_its_lists_over_the_threads_a_batch_its_queries():
-    """search_index: one query -> IVF parallel_mode 1 (lists over threads), a batch -> 0; same rows as faiss's own."""
+    """candidate_rows: one query -> IVF parallel_mode 1 (lists over threads), a batch -> 0; same rows as faiss's own."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4000, 16)).astype(np.float32)
     index = faiss.index_factory(16, "IVF16,Flat", faiss.METRIC_INNER_PRODUCT)
@@ -256,8 +256,8 @@ def test_one_query_spreads_its_lists_over_the_threads_a_batch_its_queries():
     queries = x[:5] + 0.01
     reference = index.search(queries, 50)[1]
     assert ivf.parallel_mode == 0
-    one = search_index(index, queries[:1], 50)
+    one = candidate_rows(index, queries[:1], 50)
     assert ivf.parallel_mode == 1
     np.testing.assert_array_equal(one, reference[:1])
-    np.testing.assert_array_equal(search_index(index, queries, 50), reference)
+    np.testing.assert_array_equal(candidate_rows(index, queries, 50), reference)
     assert ivf.parallel_mode == 0

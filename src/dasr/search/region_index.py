@@ -42,7 +42,7 @@ from dasr.store.cache import config_hash
 from dasr.store.format import FEATURE_KEY, H5Source
 
 __all__ = ["INDEX_KINDS", "FORMAT", "RegionIndex", "RegionIndexError", "build_from_rows", "build_region_index",
-           "m_for_bytes", "open_region_index", "region_index_path", "rank_candidates", "rerank", "search_index",
+           "m_for_bytes", "open_region_index", "region_index_path", "rank_candidates", "rerank", "candidate_rows",
            "store_identity", "whitening_identity"]
 
 # The compressed kinds (exact search needs no index: it is `dasr search`'s default).
@@ -141,13 +141,13 @@ def build_from_rows(read: Callable[[int, int], np.ndarray], sample: RowReader, n
     return index
 
 
-def search_index(index: faiss.Index, queries: np.ndarray, k: int) -> np.ndarray:
+def candidate_rows(index: faiss.Index, queries: np.ndarray, k: int) -> np.ndarray:
     """The compressed index's ``k`` best rows per query, its threads spread as the batch needs.
 
     faiss runs a batch in parallel over its queries, so ONE query (``dasr search``, the search
     page) would scan its inverted lists on one thread; for a single query an IVF index splits its
-    lists over the threads instead (``parallel_mode`` 1: half the latency on 2 cores, measured
-    in the issue-14 note).
+    lists over the threads instead (``parallel_mode`` 1: half the latency on 2 cores,
+    ``reports/search-scale/results.md``).
 
     Args:
       index: a faiss index (IVF kinds get the parallel mode; others search as they are).
@@ -274,7 +274,7 @@ class RegionIndex:
         Returns:
           (q, k) int64 store rows, best first by the compressed score, ``-1`` padded.
         """
-        return search_index(self.index, queries, min(int(k or self.candidates), max(1, self.index.ntotal)))
+        return candidate_rows(self.index, queries, min(int(k or self.candidates), max(1, self.index.ntotal)))
 
     def rank_images(self, queries: np.ndarray, top: int | None = None) -> list[Ranking]:
         """:meth:`dasr.search.SearchIndex.search_many` through the index (:func:`rank_candidates`).
