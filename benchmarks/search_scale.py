@@ -56,7 +56,7 @@ from dasr.eval.instance import subsample_database
 from dasr.eval.scoring import score_query
 from dasr.search.ann import plan_index
 from dasr.search.ranking import rank_images, top_regions
-from dasr.search.region_index import build_from_rows, m_for_bytes, rank_candidates, rerank, candidate_rows
+from dasr.search.region_index import build_from_rows, candidate_rows, m_for_bytes, rank_candidates, rerank
 from dasr.store import RegionStore
 
 REGIONS_PER_DISTRACTOR_IMAGE = 19
