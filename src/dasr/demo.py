@@ -63,7 +63,7 @@ class DemoReport:
 def serve_command(store: str | os.PathLike, root: str | os.PathLike) -> str:
     """``dasr serve`` on a demo store, with the benchmark's relevance marks (no whitening: the
     demo learns none)."""
-    return shlex.join(["dasr", "serve", "--index", os.fspath(store), "--pca", "none",
+    return shlex.join(["dasr", "serve", "--store", os.fspath(store), "--pca", "none",
                        "--benchmark", DEMO_BENCHMARK, "--benchmark-root", os.fspath(root)])
 
 

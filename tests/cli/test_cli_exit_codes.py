@@ -134,7 +134,7 @@ def test_images_per_step_is_refused_with_ray_and_used_locally(dasr_cli, sample_i
     (("extract", "", "--out", "s.h5"), "images"),
     (("extract", "d", "--out", ""), "--out"),
     (("detect", "q.jpg", "--json", ""), "--json"),
-    (("search", "--index", "", "--query", "q.jpg"), "--index"),
+    (("search", "--index", "", "--query", "q.jpg"), "--store/--index"),
     (("merge", "", "--out", "m.h5"), "shards"),
 ])
 def test_an_empty_value_is_refused_by_name_before_any_work(dasr_cli, argv, option):

@@ -22,7 +22,7 @@ def test_serve_starts_on_localhost_and_answers(tmp_path):
     names = write_images(tmp_path / "photos", 3)
     store = write_store(tmp_path / "index.h5", tmp_path / "photos", names, tiny_extractor())
     env = {**os.environ, "PYTHONPATH": os.fspath(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "dasr.cli", "serve", "--index", os.fspath(store), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "dasr.cli", "serve", "--store", os.fspath(store), "--port", "0",
                              "--pca", "none", "--weights", "random"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -195,12 +195,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_whiten(args: argparse.Namespace) -> int:
-    if Path(args.learn_from).resolve() == Path(args.index).resolve():
+    if Path(args.learn_from).resolve() == Path(args.store).resolve():
         raise CliError("the whitening must be learned on another collection than the index")
-    index = RegionStore.open(args.index)
+    index = RegionStore.open(args.store)
     source = RegionStore.open(args.learn_from, expected_config=index.config)
-    out = check_output_path(args.out or whitening_path(args.index, Path(args.learn_from).stem, args.pca_dim),
-                            [args.index, args.learn_from], (".npz",), "--out")
+    out = check_output_path(args.out or whitening_path(args.store, Path(args.learn_from).stem, args.pca_dim),
+                            [args.store, args.learn_from], (".npz",), "--out")
     params = learn_whitening(source, out, args.pca_dim)
     print(f"{out}: PCA-whitening {params['projection'].shape[0]} -> {params['projection'].shape[1]} "
           f"learned on {len(source.arrays['features'])} regions of {args.learn_from}")
@@ -223,10 +223,10 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     box = parse_box(args.box, "--box") if args.box else None
     if args.figure:
-        check_output_path(args.figure, [args.query, args.index], (".png",), "--figure", format_from_suffix=True)
-    index, whitening = SearchIndex.open(args.index, pca=args.pca)
+        check_output_path(args.figure, [args.query, args.store], (".png",), "--figure", format_from_suffix=True)
+    index, whitening = SearchIndex.open(args.store, pca=args.pca)
     if args.index_kind != "exact":
-        index.region_index = open_region_index(region_index_path(args.index, args.index_kind), args.index,
+        index.region_index = open_region_index(region_index_path(args.store, args.index_kind), args.store,
                                                index.whitening, args.candidates)
     try:
         image = load_image(args.query)
@@ -293,7 +293,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from dasr.serve import serve
     except ModuleNotFoundError as e:
         raise CliError(f"dasr serve needs {e.name}: pip install 'dasr[serve]'") from None
-    serve(args.index, args.host, args.port, args.pca, args.weights, args.benchmark, args.benchmark_root)
+    serve(args.store, args.host, args.port, args.pca, args.weights, args.benchmark, args.benchmark_root)
     return 0
 
 

@@ -61,7 +61,8 @@ def add_backbone_options(p: argparse.ArgumentParser) -> None:
 
 def add_index_options(p: argparse.ArgumentParser) -> None:
     """The options of a command that searches an index (``search``, ``serve``)."""
-    p.add_argument("--index", required=True, help="the region store to search (dasr extract --out)")
+    p.add_argument("--store", "--index", dest="store", required=True,
+                   help="the region store to search (dasr extract --out; --index is its older spelling)")
     p.add_argument("--pca", default="auto",
                    help="auto (the one whitening file next to the index, if any), none, or a whitening file")
     p.add_argument("--weights", default=None,

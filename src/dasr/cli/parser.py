@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="merge a shard set with missing shards (with a warning) instead of refusing it")
     p.set_defaults(func=c.cmd_merge)
 
-    p = sub.add_parser("whiten", help="learn an index's PCA-whitening on another collection's store")
-    p.add_argument("--index", required=True)
+    p = sub.add_parser("whiten", help="learn a store's PCA-whitening on another collection's store")
+    p.add_argument("--store", "--index", dest="store", required=True,
+                   help="the store the whitening is for (--index is its older spelling)")
     p.add_argument("--learn-from", required=True, help="store of ANOTHER collection, same configuration")
     p.add_argument("--pca-dim", type=POSITIVE_INT, default=None,
                    help="output dimension (default: every usable component)")
