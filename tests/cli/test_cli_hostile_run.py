@@ -1,4 +1,4 @@
-"""benchmarks/hostile_run.py, quick subset: hostile inputs end in one line and exit 2, inputs unchanged."""
+"""tools/hostile_run.py, quick subset: hostile inputs end in one line and exit 2, inputs unchanged."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, subprocess_env
 
-SCRIPT = REPO / "benchmarks" / "hostile_run.py"
+SCRIPT = REPO / "tools" / "hostile_run.py"
 
 
 def _script():

@@ -14,7 +14,7 @@ subprocess (``--weights random``, tiny images) and checks:
 
 Usage::
 
-    python benchmarks/hostile_run.py [--quick] [--only NAME,...] [--out reports/robustness/hostile-run.md]
+    python tools/hostile_run.py [--quick] [--only NAME,...] [--out reports/robustness/hostile-run.md]
 
 Writes a Markdown report (one row per case) and exits 1 on any finding.
 """
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Hostile run over every dasr subcommand",
         "",
-        f"Written by `python benchmarks/hostile_run.py{' --quick' if args.quick else ''}"
+        f"Written by `python tools/hostile_run.py{' --quick' if args.quick else ''}"
         f"{' --only ' + args.only if args.only else ''}`: {len(todo)} cases, {len(found)} with findings"
         f"{'' if full_disk else ' (full-disk cases left out: no tmpfs could be mounted)'}. `$T` is the"
         " temporary fixture folder. Each case must exit with the code the README promises (0 or 2),"
