@@ -13,13 +13,18 @@ import pytest
 from conftest import REPO, subprocess_env
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
-# TensorFlow made unimportable, then the script as __main__ (the GPU machine has no TensorFlow).
-WITHOUT_TENSORFLOW = ("import runpy, sys\n"
+# TensorFlow made unimportable (as on the GPU machine), every attempt to import it counted and
+# reported at exit (Keras tries whenever TensorFlow is installed: a JAX process must not), then
+# the script as __main__.
+WITHOUT_TENSORFLOW = ("import atexit, runpy, sys\n"
+                      "tried = []\n"
                       "class Refuse:\n"
                       "    def find_spec(self, name, path=None, target=None):\n"
                       "        if name.split('.')[0] == 'tensorflow':\n"
+                      "            tried.append(name)\n"
                       "            raise ImportError('tensorflow is made unimportable by the test')\n"
                       "sys.meta_path.insert(0, Refuse())\n"
+                      "atexit.register(lambda: print('tensorflow import attempts:', len(tried), file=sys.stderr))\n"
                       "sys.argv = ['gpu_check.py', *sys.argv[1:]]\n"
                       f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
 
@@ -37,12 +42,12 @@ def test_the_check_runs_the_library_on_jax_and_matches_the_cpu_boxes(tmp_path):
     jax_env = {**env, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     args = ["check", str(bundle), str(out), "--smoke", "--images-per-step", "2", "--more-steps", "3",
             "--matmul-n", "64", "--matmul-chain", "1"]
-    for code in (None, WITHOUT_TENSORFLOW):  # installed but unused; then absent, as on the GPU machine
-        ran = subprocess.run([sys.executable, *(["-c", code] if code else [str(SCRIPT)]), *args], env=jax_env,
-                             capture_output=True, text=True, timeout=900, cwd=REPO)
-        assert ran.returncode == 0, ran.stderr[-3000:]
-        report = json.loads((out / "gpu-check.json").read_text())
-        assert report["modules"]["tensorflow"] is False
+    ran = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *args], env=jax_env, capture_output=True,
+                         text=True, timeout=900, cwd=REPO)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "tensorflow import attempts: 0" in ran.stderr
+    report = json.loads((out / "gpu-check.json").read_text())
+    assert report["modules"]["tensorflow"] is False
     assert report["peak"]["bfloat16"]["gflops"] > 0 and report["peak"]["float32"]["gflops"] > 0
     rows = {(r["method"], r["dtype"], r["images_per_step"]): r for r in report["rows"]}
     assert sorted(rows) == sorted([(m, "bfloat16", s) for m in ("dasr", "dasr-star") for s in (2, 3)]

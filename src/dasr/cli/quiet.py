@@ -54,6 +54,9 @@ class _Loader(importlib.abc.Loader):
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
 
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)  # resources, is_package, ...: the real loader's
+
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
