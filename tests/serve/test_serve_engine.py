@@ -168,6 +168,17 @@ def test_benchmark_marks_and_ap_follow_the_ground_truth(bench_engine):
             np.testing.assert_allclose(h.truth, region_boxes(h.image_id)[0], atol=0.06)
 
 
+def test_the_query_list_decodes_each_query_image_once(bench_engine, monkeypatch):
+    engine, _ = bench_engine
+    decoded = []
+    load = engine.load_query
+    monkeypatch.setattr(engine, "load_query", lambda k: decoded.append(k) or load(k))
+    engine._query_sizes.clear()
+    first = engine.queries()
+    assert engine.queries() == first and [(q.width, q.height) for q in first] == [IMAGE_SIZE] * 2
+    assert decoded == [0, 1]  # the second list came from the sizes already known
+
+
 def test_benchmark_marks_an_indexed_query_by_its_instance(bench_engine):
     engine, instances = bench_engine
     result = engine.search_image(2, None, top=6)

@@ -162,6 +162,9 @@ class SearchEngine:
         # instance each database position shows.
         self._bench_position: list[int] = []
         self._instance_of: dict[int, int] = {}
+        # Each query image's (width, height), decoded once: the query list is asked for on every
+        # page load, and the benchmark's files do not change under a running server.
+        self._query_sizes: dict[int, tuple[int, int]] = {}
         if benchmark is not None:
             position = {name: i for i, name in enumerate(benchmark.database)}
             for qi, q in enumerate(benchmark.queries):
@@ -266,8 +269,10 @@ class SearchEngine:
                            _rounded(q.box) if q.box else None, len(q.positives))
 
     def _query_size(self, query_id: int) -> tuple[int, int]:
-        image = self.load_query(query_id)
-        return int(image.shape[1]), int(image.shape[0])
+        if query_id not in self._query_sizes:
+            image = self.load_query(query_id)
+            self._query_sizes[query_id] = int(image.shape[1]), int(image.shape[0])
+        return self._query_sizes[query_id]
 
     def _bench_or_error(self) -> Benchmark:
         if self.benchmark is None:
