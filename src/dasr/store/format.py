@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from dasr.store.errors import StoreError
-from dasr.store.files import atomic_path, atomic_write_bytes, parts_path
+from dasr.store.files import atomic_write_bytes, parts_path
 
 __all__ = [
     "FEATURE_DTYPES",
