@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import FAST
 from dasr.io.images import load_image
-from dasr.search import whitening_files, whitening_path
+from dasr.features.whitening import whitening_files, whitening_path
 from dasr.store import RegionStore, skipped_path
 
 SUMMARY = re.compile(r"^(\d+) extracted, (\d+) already done, (\d+) skipped, (\d+) without any region$", re.M)

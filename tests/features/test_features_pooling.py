@@ -12,9 +12,11 @@ from dasr.features.pooling import (
     crow,
     gap,
     mac,
+    pool_boxes,
     pool_regions,
     rmac,
     rmac_regions,
+    valid_part,
 )
 
 
@@ -224,3 +226,20 @@ def test_crow_zero_map_and_dead_channel():
     assert out[1] > 0  # rare channel gets a large idf-like weight
     with pytest.raises(ValueError):
         crow(fmap, a=0)
+
+
+def test_pool_boxes_averages_the_cells_a_pixel_box_covers():
+    fmap = _toy_map()  # channel 0: [[0, 1, 2], [3, 4, 5]]
+    # Stride 10: pixels [10, 30) x [0, 20) are columns 1-2 of both rows -> mean of 1, 2, 4, 5.
+    out = pool_boxes(fmap, np.array([[10, 0, 30, 20], [0, 0, 10, 10]]), 10)
+    np.testing.assert_allclose(out[:, 0], [3.0, 0.0])
+    np.testing.assert_allclose(out[:, 1], [30.0, 0.0])
+    np.testing.assert_allclose(pool_boxes(fmap, np.array([[10, 0, 30, 20]]), 10, "max")[0], [5.0, 50.0])
+    assert pool_boxes(fmap, np.zeros((0, 4)), 10).shape == (0, 2)
+
+
+def test_valid_part_drops_the_cells_of_the_padding_only():
+    fmap = np.zeros((4, 5, 1))
+    # A 33 x 20 image (width x height) at stride 16 covers 3 columns (ceil 33/16) and 2 rows.
+    assert valid_part(fmap, (33, 20), 16).shape == (2, 3, 1)
+    assert valid_part(fmap, (80, 64), 16).shape == (4, 5, 1)

@@ -1,11 +1,11 @@
-"""The one box IoU, best-match IoU and greedy NMS on hand-computed boxes."""
+"""The one box IoU, best-match IoU, greedy NMS and the fixed-box squares on hand-computed boxes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dasr.regions import best_iou, box_iou, nms
+from dasr.regions import best_iou, box_iou, fixed_boxes, nms
 
 
 def test_nms_known_boxes():
@@ -53,3 +53,14 @@ def test_nms_never_keeps_two_boxes_above_the_threshold():
             better = keep[scores[keep] > scores[d]]
             assert (box_iou(boxes[d], boxes[better])[0] > beta).any()
         assert np.all(np.diff(scores[keep]) <= 0)  # by decreasing score
+
+
+def test_fixed_boxes_centre_each_square_on_its_seed_cell():
+    # Seed (row 1, col 2) at stride 32: cell centre x = 2.5 * 32 = 80, y = 1.5 * 32 = 48.
+    boxes, ellipses = fixed_boxes(np.array([[1, 2], [0, 0]]), 32, 20.0)
+    np.testing.assert_array_equal(boxes, [[70, 38, 90, 58], [6, 6, 26, 26]])
+    np.testing.assert_array_equal(ellipses, [[80, 48, 10, 10, 0], [16, 16, 10, 10, 0]])
+    # Another seed stride moves the centres, not the side.
+    boxes16, _ = fixed_boxes(np.array([[1, 2]]), 16, 20.0)
+    np.testing.assert_array_equal(boxes16, [[30, 14, 50, 34]])
+    assert fixed_boxes(np.zeros((0, 2), int), 32, 20.0)[0].shape == (0, 4)

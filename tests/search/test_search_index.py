@@ -6,7 +6,8 @@ import numpy as np
 
 import pytest
 
-from dasr.search import SearchIndex, choose_whitening, learn_whitening, whitening_files, whitening_path
+from dasr.search import SearchIndex
+from dasr.features.whitening import choose_whitening, learn_whitening, whitening_files, whitening_path
 from dasr.store import RegionStore, StoreWriter
 
 CFG = {"method": "dasr-star", "backbone": "test"}

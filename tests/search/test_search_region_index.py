@@ -7,7 +7,8 @@ import faiss
 import numpy as np
 import pytest
 
-from dasr.search import SearchIndex, learn_whitening, rank_images
+from dasr.search import SearchIndex, rank_images
+from dasr.features.whitening import learn_whitening
 from dasr.search.region_index import (RegionIndexError, build_region_index, m_for_bytes, open_region_index,
                                       rank_candidates, region_index_path, rerank, candidate_rows)
 from dasr.search.ranking import top_regions

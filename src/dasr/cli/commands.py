@@ -23,7 +23,8 @@ from dasr.features.whitening import load_whitening
 from dasr.io.atomic import atomic_write_bytes
 from dasr.io.images import ImageError, load_image
 from dasr.io.outputs import check_output_folder, check_output_path
-from dasr.search import SearchIndex, choose_whitening, learn_whitening, whitening_path
+from dasr.search import SearchIndex
+from dasr.features.whitening import choose_whitening, learn_whitening, whitening_path
 from dasr.search.query import parse_box, search_box
 from dasr.search.region_index import build_region_index, open_region_index, region_index_path
 from dasr.store import RegionStore, parse_shard

@@ -29,7 +29,8 @@ from dasr.eval.records import SearchResult, WhiteningInfo, mean_scores
 from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_query
 from dasr.features.extractor import Extractor
 from dasr.io.images import load_image
-from dasr.search import Ranking, SearchIndex, learn_whitening, whitening_path
+from dasr.search import Ranking, SearchIndex
+from dasr.features.whitening import learn_whitening, whitening_path
 from dasr.search.region_index import DEFAULT_CANDIDATES, open_region_index, region_index_path
 from dasr.store import RegionStore
 from dasr.store.cache import ensure_store

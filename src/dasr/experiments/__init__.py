@@ -22,7 +22,7 @@
    (:mod:`~dasr.experiments.statements`).
 
 ``task = "figures"`` redraws every run of the listed experiments and adds the pictures
-(:mod:`~dasr.experiments.figures`, :mod:`~dasr.experiments.gallery`).
+(:mod:`~dasr.experiments.redraw`, :mod:`~dasr.experiments.gallery`; the drawing itself is :mod:`dasr.figures`).
 
 Config keys: see :data:`~dasr.experiments.config.DEFAULTS` and ``experiments/README.md``.
 """

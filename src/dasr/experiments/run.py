@@ -14,7 +14,7 @@ from dasr.experiments.benchmarks import check_datasets, resolve_benchmarks
 from dasr.experiments.cells import build_cells, make_extractor
 from dasr.experiments.config import apply_overrides, load_config
 from dasr.experiments.entries import Entry, save_results
-from dasr.experiments.figures import redraw_all
+from dasr.experiments.redraw import redraw_all
 from dasr.experiments.paper import load_paper_numbers, paper_benchmarks
 from dasr.experiments.paths import results_folder, run_folder
 from dasr.errors import UserError

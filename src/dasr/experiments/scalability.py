@@ -26,7 +26,8 @@ from dasr.experiments.cells import Cell
 from dasr.experiments.config import INDEX_DEFAULTS, first_k, pca_dim
 from dasr.features.extractor import Extractor
 from dasr.features.whitening import postprocess
-from dasr.search import ann, learn_whitening, whitening_path
+from dasr.search import ann
+from dasr.features.whitening import learn_whitening, whitening_path
 from dasr.search.ranking import images_from_regions, rank_images, top_regions
 from dasr.store import RegionStore
 from dasr.store.cache import ensure_store

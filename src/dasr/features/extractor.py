@@ -32,7 +32,7 @@ from dasr.model.device import boxes_on_device_here, resolve_dtype
 from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
 from dasr.regions.ellipse import AUTHORS_PERCENTILE
 from dasr.regions import (Regions, RegionConfig, activation_map, ellipses_from_maps, find_seeds,
-                          nms)
+                          fixed_boxes, nms)
 
 # The network needs this much input for its stride-32 top layer to have at least one cell.
 MIN_INPUT_SIDE = 32
@@ -255,11 +255,8 @@ class Extractor:
         return np.clip(boxes, 0, [w, h, w, h]), ellipses, kept
 
     def pool(self, fmap: np.ndarray, boxes_input: np.ndarray) -> np.ndarray:
-        """Pools ``fmap`` inside boxes given in network-input pixels."""
-        if len(boxes_input) == 0:
-            return np.zeros((0, fmap.shape[-1]), np.float32)
-        cells = pooling.boxes_to_cells(boxes_input, self.stride, fmap.shape[:2])
-        return pooling.pool_regions(fmap, cells, self.pooling).astype(np.float32)
+        """Pools ``fmap`` inside boxes given in network-input pixels (:func:`dasr.features.pooling.pool_boxes`)."""
+        return pooling.pool_boxes(fmap, boxes_input, self.stride, self.pooling)
 
     # --------------------------------------------------------------------- whole images
     def network_input(self, image_rgb: np.ndarray) -> NetworkInput:
@@ -314,7 +311,8 @@ class Extractor:
         seeds, scores = map(list, zip(*(find_seeds(amap, self.region.method, self.region.max_seeds,
                                                    self.region.rule) for amap in amaps)))
         if self.method == "fixed-box":
-            found = [self._fixed_boxes(s, inp.size) for s, inp in zip(seeds, inputs)]
+            found = [(*fixed_boxes(s, self.seed_stride, self.fixed_box_side), np.zeros(len(s), np.float32), None)
+                     for s in seeds]
         else:
             if self.coarse_bp is not None and any(len(s) for s in seeds):
                 survivors = self._cascade(acts, seeds, scores, [inp.scale for inp in inputs], batched)
@@ -326,22 +324,11 @@ class Extractor:
 
     def _global(self, inp: NetworkInput, amap: np.ndarray, fmap: np.ndarray) -> Extraction:
         """A global baseline's one whole-image region."""
-        w, h = inp.size
-        vec = pooling.global_descriptor(fmap[: -(-h // self.stride), : -(-w // self.stride)], self.method)
+        vec = pooling.global_descriptor(pooling.valid_part(fmap, inp.size, self.stride), self.method)
         box = np.array([[0, 0, *inp.original]], np.float32)
         regions = Regions(box, np.ones(1, np.float32), np.zeros((1, 2), np.int32),
                           np.zeros((1, 5), np.float32), np.ones(1, np.float32))
         return Extraction(regions, vec[None].astype(np.float32), inp.scale, inp.size, amap)
-
-    def _fixed_boxes(self, seeds: np.ndarray, size: tuple[int, int]) -> tuple:
-        """The ``fixed-box`` control: a square centred on each seed (boxes, ellipses, kept, no maps)."""
-        w, h = size
-        cy = (seeds[:, 0] + 0.5) * self.seed_stride
-        cx = (seeds[:, 1] + 0.5) * self.seed_stride
-        half = self.fixed_box_side / 2
-        boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1)
-        ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1)
-        return boxes, ellipses, np.zeros(len(seeds), np.float32), None
 
     def _finish(self, inp: NetworkInput, amap: np.ndarray, fmap: np.ndarray, seeds: np.ndarray,
                 scores: np.ndarray, boxes: np.ndarray, ellipses: np.ndarray, kept: np.ndarray,

@@ -33,6 +33,8 @@ import numpy as np
 __all__ = [
     "boxes_to_cells",
     "pool_regions",
+    "pool_boxes",
+    "valid_part",
     "gap",
     "mac",
     "rmac_regions",
@@ -393,3 +395,33 @@ def global_descriptor(fmap: np.ndarray, method: str) -> np.ndarray:
     if method == "crow":
         return crow(fmap)
     raise ValueError(f"unknown global method {method!r}")
+
+
+def pool_boxes(fmap: np.ndarray, boxes: np.ndarray, stride: int, how: Literal["avg", "max"] = "avg") -> np.ndarray:
+    """Pools ``fmap`` inside boxes given in network-input pixels (:func:`boxes_to_cells`, :func:`pool_regions`).
+
+    Args:
+      fmap: (H, W, C) feature map of stride ``stride``.
+      boxes: (n, 4) x1, y1, x2, y2 in network-input pixels.
+      stride: pixels per cell.
+      how: ``avg`` (the paper) or ``max``.
+
+    Returns:
+      (n, C) float32; (0, C) for no boxes.
+    """
+    if len(boxes) == 0:
+        return np.zeros((0, fmap.shape[-1]), np.float32)
+    cells = boxes_to_cells(np.asarray(boxes, np.float64).reshape(-1, 4), stride, fmap.shape[:2])
+    return pool_regions(fmap, cells, how).astype(np.float32)
+
+
+def valid_part(fmap: np.ndarray, size: tuple[int, int], stride: int) -> np.ndarray:
+    """The cells of ``fmap`` that see the image, not the padding of a thin one.
+
+    Args:
+      fmap: (H, W, C) map of a network input padded at the bottom and right.
+      size: (width, height) of the image inside that input, in pixels.
+      stride: pixels per cell.
+    """
+    w, h = size
+    return fmap[: -(-h // stride), : -(-w // stride)]

@@ -1,4 +1,4 @@
-"""Boxes: the one IoU, greedy NMS, and the regions of an image.
+"""Boxes: the one IoU, greedy NMS, the fixed-box control's squares, and the regions of an image.
 
 Boxes are ``x1, y1, x2, y2`` in continuous pixel coordinates; a box's area is
 ``(x2 - x1) * (y2 - y1)`` (no ``+1``).
@@ -105,3 +105,28 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         rest = order[1:]
         order = rest[box_iou(boxes[i], boxes[rest])[0] <= iou_threshold]
     return np.asarray(keep, np.int64)
+
+
+def fixed_boxes(seeds: np.ndarray, seed_stride: int, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-box control's regions: a ``side`` x ``side`` square centred on each seed's cell.
+
+    What DASR*'s backprop adds to its seeds is DASR* minus this control (same seeds, same NMS,
+    same pooling; only the box shapes differ).
+
+    Args:
+      seeds: (S, 2) int (row, col) cells of the seed layer.
+      seed_stride: that layer's stride in network-input pixels (a cell's centre is
+        ``(index + 0.5) * seed_stride``).
+      side: the square's side in network-input pixels.
+
+    Returns:
+      (boxes (S, 4) float64 x1, y1, x2, y2, not clipped; ellipses (S, 5): the centre, both
+      semi-axes ``side / 2``, angle 0).
+    """
+    seeds = np.asarray(seeds).reshape(-1, 2)
+    cy = (seeds[:, 0] + 0.5) * seed_stride
+    cx = (seeds[:, 1] + 0.5) * seed_stride
+    half = side / 2
+    boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1).astype(np.float64)
+    ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1).astype(np.float64)
+    return boxes, ellipses

@@ -1,17 +1,15 @@
 """Instance search over a region store.
 
 * :mod:`~dasr.search.ranking`: THE ranking (an image scores as its best region), chunked;
-* :mod:`~dasr.search.index`: :class:`SearchIndex` (a store's post-processed features) and the
-  whitening files kept next to an index, keyed by their source collection and dimension;
+* :mod:`~dasr.search.index`: :class:`SearchIndex` (a store's post-processed features; the
+  whitening and its files are :mod:`dasr.features.whitening`'s);
 * :mod:`~dasr.search.query`: checks of a query box before it is described;
 * :mod:`~dasr.search.ann`: faiss indexes for collections too large for exact search.
 * :mod:`~dasr.search.region_index`: a store's persisted faiss index (``dasr index build``), its
   candidates re-ranked exactly and reduced per image by the one ranking.
 """
 
-from dasr.search.index import (SearchIndex, WhiteningChoice, choose_whitening, learn_whitening,
-                               whitening_path, whitening_files)
+from dasr.search.index import SearchIndex
 from dasr.search.ranking import Ranking, rank_images
 
-__all__ = ["Ranking", "SearchIndex", "WhiteningChoice", "choose_whitening", "learn_whitening",
-           "rank_images", "whitening_files", "whitening_path"]
+__all__ = ["Ranking", "SearchIndex", "rank_images"]

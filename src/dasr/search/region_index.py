@@ -1,7 +1,7 @@
 """A compressed faiss index over a store's region features, for collections of millions of regions.
 
 The index holds the store's features AFTER the search's post-processing (l2, the whitening of
-:func:`dasr.search.index.choose_whitening`, l2), so that inner products are the exact search's
+:func:`dasr.features.whitening.choose_whitening`, l2), so that inner products are the exact search's
 cosine similarities up to the compression.  A search is two steps:
 
 1. the index returns ``candidates`` regions per query (approximate, from the PQ codes);

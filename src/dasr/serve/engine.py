@@ -31,7 +31,8 @@ from dasr.features.extractor import Extractor
 from dasr.features.spec import extractor_for_store
 from dasr.errors import UserError
 from dasr.io.images import ImageError, load_image
-from dasr.search import SearchIndex, WhiteningChoice
+from dasr.search import SearchIndex
+from dasr.features.whitening import WhiteningChoice
 from dasr.search.index import Hit
 from dasr.search.query import QueryBoxError, search_box
 
@@ -180,7 +181,7 @@ class SearchEngine:
 
         Args:
           index: the store path.
-          pca: see :func:`dasr.search.choose_whitening`.
+          pca: see :func:`dasr.features.whitening.choose_whitening`.
           weights: see :func:`dasr.features.spec.extractor_for_store`.
           benchmark: registry name of the benchmark the store indexes.
           benchmark_root: that benchmark's folder (None: its default).

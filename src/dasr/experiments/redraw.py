@@ -1,4 +1,4 @@
-"""``task = "figures"`` (``make figures``): every run of the listed experiments replotted, plus the pictures.
+"""``task = "figures"`` (``make figures``): every run of the listed experiments redrawn, plus the pictures.
 
 Every results folder of an experiment (:func:`dasr.experiments.paths.result_folders`) is
 replotted from its ``results.json``; instance-search runs also get Fig. 6 panels from the
