@@ -92,5 +92,16 @@ gpu-bundle: install
 	$(PY) benchmarks/gpu_check.py bundle $(GPU_BUNDLE) --n $(GPU_IMAGES) --max-side $(GPU_MAX_SIDE)
 	du -sh $(GPU_BUNDLE)
 
+# The copy-paste benchmarks (dasr.eval.datasets.copy_paste): instance-track's instances pasted onto
+# paris-landmarks scenes, hard and feathered, into $DASR_DATA/copy-paste{,-feathered}; then the
+# instance-search report on both (no whitening: its usual source, paris-landmarks, is their scenes).
+SEED ?= 0
+.PHONY: copy-paste copy-paste-report
+copy-paste: install
+	$(PY) data/make_copy_paste.py --seed $(SEED)
+
+copy-paste-report: install
+	$(DASR) reproduce experiments/copy_paste.toml $(SET) $(SETS)
+
 clean:
 	rm -rf results .pytest_cache

@@ -19,8 +19,11 @@ from experiments_helpers import (fake_extractor_factory, fake_instance_track, fa
                                  shipped_config_text, write_config, write_store)
 
 
-def _fake_run(tmp_path, monkeypatch):
-    """instance-track (4 instances x 3 images x 3 regions around 4 centres) and 15 distractor images."""
+def _fake_run(tmp_path, monkeypatch, planted: bool = False):
+    """instance-track (4 instances x 3 images x 3 regions around 4 centres) and 15 distractor images.
+
+    ``planted``: the first distractor image's first region is query 0 itself.
+    """
     track = fake_instance_track(tmp_path / "track", instances=("a", "b", "c", "d"))
     landmarks = fake_paris_landmarks(tmp_path / "pl", landmarks=("x", "y", "z"), db=4)
     bench = load_benchmark("instance-track", track)
@@ -31,9 +34,11 @@ def _fake_run(tmp_path, monkeypatch):
     distractor_images = [f"dist/{i}.jpg" for i in range(15)]
     dist_feats = [rng.normal(size=(4, d)) for _ in distractor_images]
     cfgd = {"method": "dasr-star"}
+    queries = (centers + 0.05 * rng.normal(size=(4, d))).astype(np.float32)
+    if planted:
+        dist_feats[0][0] = queries[0]
     stores = {"instance-track": write_store(tmp_path / "db.h5", list(bench.database), db_feats, cfgd),
               "paris-landmarks": write_store(tmp_path / "dist.h5", distractor_images, dist_feats, cfgd)}
-    queries = (centers + 0.05 * rng.normal(size=(4, d))).astype(np.float32)
     monkeypatch.setattr(ExtractorSpec, "build", fake_extractor_factory([]))
     monkeypatch.setattr(S, "benchmark_store", lambda ex, b, work, role, progress=True: stores[b.name])
     monkeypatch.setattr(S, "query_features", lambda ex, b, cache, progress=True: queries)
@@ -65,6 +70,19 @@ def test_scalability_flow_with_distractors(tmp_path, monkeypatch):
     assert "- 12 database images plus the distractors, 4 queries" in md
     assert (out / "map-vs-database-size.png").is_file() and (out / "recall-vs-database-size.png").is_file()
     assert "0 distractors, exact" in (out / "bootstrap.csv").read_text()
+
+
+def test_a_distractor_that_copies_a_query_costs_that_query_exactly_one_rank(tmp_path, monkeypatch):
+    # Query 0's 3 relevant images first (AP 1) without distractors; with the planted copy ranked
+    # first, AP@50 = (1/2 + 2/3 + 3/4) / 3; the random distractors outrank no relevant image.
+    cfg, sets = _fake_run(tmp_path, monkeypatch, planted=True)
+    out = run_experiment(cfg, sets + ["steps=[0, 5]", 'methods=["dasr-star"]', "index.recall_k=10",
+                                      "index.k_regions=50"], quiet=True)
+    results = [e["result"] for e in json.loads((out / "results.json").read_text())["entries"]]
+    exact = {r["scalability"]["distractors"]: r["mean"]["ap@50/truncated"] for r in results
+             if r["scalability"]["search"] == "exact"}
+    assert exact[0] == pytest.approx(1.0)
+    assert exact[5] == pytest.approx((3 + (1 / 2 + 2 / 3 + 3 / 4) / 3) / 4)
 
 
 def test_the_ann_recall_and_ranking_come_from_the_index(tmp_path, monkeypatch):

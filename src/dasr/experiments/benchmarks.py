@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dasr.errors import InputError
 from dasr.eval.datasets import BENCHMARKS, DatasetMissingError, load_benchmark
+from dasr.eval.datasets.copy_paste import BENCHMARK_OF_MODE, SCENE_COLLECTIONS
 from dasr.eval.pca_source import pca_source
 
 __all__ = ["BenchSpec", "DistractorsMissingError", "resolve_benchmarks", "distractor_items", "check_datasets"]
@@ -93,7 +94,8 @@ def check_datasets(cfg: dict, specs: list[BenchSpec]) -> None:
 
     Raises:
       DatasetMissingError: the first missing dataset (its message names path, layout, source).
-      ValueError: a benchmark used as its own distractors.
+      ValueError: a benchmark used as its own distractors, or a copy-paste set's distractors drawn
+        from the collections its images come from (instance-track, paris-landmarks, paris6k-subset).
     """
     needs_source = cfg["pca"] == "other" or cfg["task"] == "image-search"
     for spec in specs:
@@ -105,6 +107,9 @@ def check_datasets(cfg: dict, specs: list[BenchSpec]) -> None:
                 if item in BENCHMARKS:
                     if item == spec.name:
                         raise InputError(f"the distractors of {spec.name} cannot be {item} itself")
+                    if spec.name in BENCHMARK_OF_MODE.values() and item in ("instance-track", *SCENE_COLLECTIONS):
+                        raise InputError(f"the distractors of {spec.name} cannot be {item}: its queries, crops and "
+                                         "scenes come from instance-track and paris-landmarks")
                     load_benchmark(item, cfg["distractors_root"] or None)
                 elif not Path(item).exists():
                     raise DistractorsMissingError(item)

@@ -19,12 +19,14 @@ published); a malformed annotation raises ``ValueError`` naming the file and lin
 One module per family: :mod:`~dasr.eval.datasets.instance_track`,
 :mod:`~dasr.eval.datasets.paris_landmarks`, :mod:`~dasr.eval.datasets.instance_gt`
 (Instance-160/335), :mod:`~dasr.eval.datasets.instre`, :mod:`~dasr.eval.datasets.holidays`,
-:mod:`~dasr.eval.datasets.oxford_paris`, :mod:`~dasr.eval.datasets.revisitop`; this module is
-the registry.
+:mod:`~dasr.eval.datasets.oxford_paris`, :mod:`~dasr.eval.datasets.revisitop`,
+:mod:`~dasr.eval.datasets.copy_paste` (built from the two shared sets); this module is the registry.
 
 Registry names: ``instance-track``, ``paris-landmarks``, ``instance-160``, ``instance-335``,
 ``instre``, ``holidays``, ``oxford5k``, ``paris6k``, ``paris6k-subset`` (the official Paris6k lists on
-the shared paris-landmarks images), ``roxford5k``, ``rparis6k``.
+the shared paris-landmarks images), ``roxford5k``, ``rparis6k``, ``copy-paste`` and
+``copy-paste-feathered`` (instance-track's instances pasted onto paris-landmarks photos, hard or
+feathered paste; built by ``make copy-paste`` into ``default_root(name)``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, Callable
 
 from dasr.errors import InputError
 from dasr.eval.datasets.common import AP_PROTOCOLS, Benchmark, Box, DatasetMissingError, Query, default_root
+from dasr.eval.datasets.copy_paste import load_copy_paste, load_copy_paste_feathered
 from dasr.eval.datasets.holidays import load_holidays
 from dasr.eval.datasets.instance_gt import load_instance_160, load_instance_335
 from dasr.eval.datasets.instance_track import load_instance_track
@@ -44,7 +47,8 @@ from dasr.eval.datasets.revisitop import (REVISITED_BENCHMARKS, REVISITOP_PROTOC
                                           load_roxford5k, load_rparis6k)
 
 __all__ = ["AP_PROTOCOLS", "BENCHMARKS", "Benchmark", "Box", "DatasetMissingError", "Query", "REVISITED_BENCHMARKS",
-           "REVISITOP_PROTOCOLS", "REVISITOP_PROTOCOL_RULES", "default_root", "load_benchmark", "load_holidays",
+           "REVISITOP_PROTOCOLS", "REVISITOP_PROTOCOL_RULES", "default_root", "load_benchmark", "load_copy_paste",
+           "load_copy_paste_feathered", "load_holidays",
            "load_instance_160", "load_instance_335", "load_instance_track", "load_instre", "load_oxford5k",
            "load_paris6k", "load_paris6k_subset", "load_paris_landmarks", "load_roxford5k", "load_rparis6k"]
 
@@ -60,6 +64,8 @@ BENCHMARKS: dict[str, Callable[..., Benchmark]] = {
     "paris6k-subset": load_paris6k_subset,
     "roxford5k": load_roxford5k,
     "rparis6k": load_rparis6k,
+    "copy-paste": load_copy_paste,
+    "copy-paste-feathered": load_copy_paste_feathered,
 }
 
 

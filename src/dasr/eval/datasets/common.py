@@ -157,6 +157,18 @@ DATASET_INFO: dict[str, dict[str, str]] = {
         "(paris_120310)",
         "source": "Paris Buildings (VGG, Philbin et al.); run data/download_paris6k.sh",
     },
+    "copy-paste": {
+        "layout": "  <root>/annotations.csv  (image,instance,role,width,height,x1,y1,x2,y2,source_image,...,scene,...)\n"
+        "  <root>/gt.txt, <root>/recipe.json (mode \"hard\"), <root>/images/...",
+        "source": "built from the shared instance-track and paris-landmarks folders: make copy-paste "
+        "(data/make_copy_paste.py; dasr.eval.datasets.copy_paste)",
+    },
+    "copy-paste-feathered": {
+        "layout": "  <root>/annotations.csv  (image,instance,role,width,height,x1,y1,x2,y2,source_image,...,scene,...)\n"
+        "  <root>/gt.txt, <root>/recipe.json (mode \"feathered\"), <root>/images/...",
+        "source": "built from the shared instance-track and paris-landmarks folders: make copy-paste "
+        "(data/make_copy_paste.py; dasr.eval.datasets.copy_paste)",
+    },
     "roxford5k": {
         "layout": "  <root>/gnd_roxford5k.pkl\n  <root>/jpg/<imlist[i]>.jpg",
         "source": "Revisited Oxford (Radenovic et al., revisitop); run data/download_roxford5k.sh",

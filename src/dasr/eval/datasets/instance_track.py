@@ -9,7 +9,7 @@ from dasr.errors import InputError
 from dasr.eval.datasets.common import (Benchmark, Box, Query, bad_line, index_of, parse_box, read_gt_txt,
                                        require_images, require_path)
 
-__all__ = ["load_instance_track"]
+__all__ = ["load_instance_track", "read_instance_track_folder"]
 
 
 def load_instance_track(root: str | Path, check_images: bool = True) -> Benchmark:
@@ -31,7 +31,28 @@ def load_instance_track(root: str | Path, check_images: bool = True) -> Benchmar
         DatasetMissingError: the folder, a file or an image is missing.
         ValueError: a malformed csv row or ``gt.txt`` line (file and line named).
     """
-    name = "instance-track"
+    return read_instance_track_folder(root, "instance-track", check_images)
+
+
+def read_instance_track_folder(root: str | Path, name: str, check_images: bool = True) -> Benchmark:
+    """Any folder in the instance-track format, as the benchmark ``name``.
+
+    The parsing and checks of :func:`load_instance_track`, shared by the benchmarks built in that
+    format (``copy-paste``, :mod:`dasr.eval.datasets.copy_paste`): errors name ``name`` and the
+    returned ``Benchmark.name`` is ``name``.
+
+    Args:
+        root: the folder (``annotations.csv``, ``gt.txt``, the images).
+        name: the registry name (named in errors, ``Benchmark.name``).
+        check_images: also check that every image file exists.
+
+    Returns:
+        The benchmark (``ap='instance'``).
+
+    Raises:
+        DatasetMissingError: the folder, a file or an image is missing.
+        ValueError: a malformed csv row or ``gt.txt`` line (file and line named).
+    """
     root = Path(root)
     require_path(name, root)
     csv_path = require_path(name, root / "annotations.csv")
