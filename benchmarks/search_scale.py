@@ -11,8 +11,8 @@ from its finished store (found under ``--stores``, or named):
 
 The database is those real regions plus N synthetic distractor regions drawn from a diagonal
 Gaussian mixture fitted to ALL the real regions in a PCA-reduced space, written chunk by chunk
-to disk as float16.  Distractor regions are grouped into images of 19 regions (the
-instance-track store's mean is 18.8), never relevant.
+to disk as float16, grouped into images of 19 regions, never relevant: the library's
+:mod:`dasr.experiments.simulated_distractors` builds it; this script measures the index on it.
 
 The search space: l2-normalised raw features (the table-1 run's ``pca=none``), centred and
 projected on their first ``--dim`` principal components (fitted on the real regions),
@@ -43,24 +43,19 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
-from dasr.eval.datasets import load_benchmark
-from dasr.eval.datasets.common import Benchmark
-from dasr.eval.instance import subsample_database
-from dasr.eval.scoring import score_query
+from dasr.errors import InputError
+from dasr.experiments.simulated_distractors import (RealSet, RowFile, database_offsets, fit_mixture, fit_space,
+                                                    load_real, map_at, prefix_offsets, write_database)
+from dasr.features.whitening import l2_normalize
 from dasr.search.ann import plan_index
 from dasr.search.ranking import rank_images, top_regions
 from dasr.search.region_index import build_from_rows, candidate_rows, m_for_bytes, rank_candidates, rerank
-from dasr.store import RegionStore
 
-REGIONS_PER_DISTRACTOR_IMAGE = 19
-CHUNK = 1 << 16
 TARGETS = {"recall@100": 0.95, "bytes_per_region": 64, "latency_ms": 50, "build_rss_gb": 16}
 
 
@@ -95,169 +90,6 @@ def loaded_index_bytes(path: Path) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-# ----------------------------------------------------------------------------- real data
-@dataclass
-class RealSet:
-    """One collection's real DASR* data: its store, raw query features and benchmark.
-
-    Attributes:
-      bench: the subsampled benchmark.
-      store: its DASR* database store.
-      queries: (q, C) raw query features (the evaluation's ``queries.npz``).
-      to_bench: store image -> benchmark database index.
-      first_image: index of the store's first image among all real images of the run.
-    """
-
-    bench: Benchmark
-    store: RegionStore
-    queries: np.ndarray
-    to_bench: np.ndarray
-    first_image: int = 0
-
-
-def find_store(stores: Path, bench: Benchmark, given: str) -> Path:
-    """The DASR* store folder of ``bench``'s database: ``given``, or the one under ``stores/<bench>/``.
-
-    Raises:
-      SystemExit: none or several stores hold exactly these images (names them and how to make one).
-    """
-    if given:
-        return Path(given)
-    found = []
-    for db in sorted((stores / bench.name).glob("dasr-star-*/database.h5")):
-        store = RegionStore.open(db)
-        if store.config["method"] == "dasr-star" and sorted(store.images) == sorted(bench.database):
-            found.append(db.parent)
-    if len(found) != 1:
-        raise SystemExit(f"{stores / bench.name}: {len(found)} DASR* stores of the {len(bench.database)}-image "
-                         f"database ({', '.join(map(str, found)) or 'none'}); make one with `dasr evaluate "
-                         f"--benchmark {bench.name} --method dasr-star --pca none --subsample N`, or name it")
-    return found[0]
-
-
-def load_real(name: str, data: str, subsample: int, stores: Path, given: str) -> RealSet:
-    bench = subsample_database(load_benchmark(name, data or None), subsample)
-    store_dir = find_store(stores, bench, given)
-    store = RegionStore.open(store_dir / "database.h5")
-    q = np.load(store_dir / "queries.npz", allow_pickle=False)
-    if list(q["names"]) != [x.name for x in bench.queries]:
-        raise SystemExit(f"{store_dir}/queries.npz does not hold the benchmark's queries in order")
-    position = {image: i for i, image in enumerate(bench.database)}
-    to_bench = np.array([position.get(n, -1) for n in store.images], np.int64)
-    if (to_bench < 0).any() or len(set(to_bench.tolist())) != len(bench.database):
-        raise SystemExit(f"{store.path}: its images are not the benchmark's {len(bench.database)} database images")
-    log(f"{name}: {store.path} ({len(store)} images, {len(store.region_image)} regions, {len(bench.queries)} queries)")
-    return RealSet(bench, store, q["features"].astype(np.float32), to_bench)
-
-
-def map_at(real: RealSet, rankings_orders, k: int = 50) -> float:
-    """mAP@k (truncated, the table-1 definition) of ``real``'s queries, whose rankings come first in
-    ``rankings_orders``: the run's image indices -> ``real``'s benchmark indices; images of the other
-    collection and distractors are never relevant."""
-    aps = []
-    n_db, lo, hi = len(real.bench.database), real.first_image, real.first_image + len(real.to_bench)
-    for qi, order in enumerate(rankings_orders[:len(real.bench.queries)]):
-        order = np.asarray(order, np.int64)
-        own = (order >= lo) & (order < hi)
-        mapped = np.where(own, real.to_bench[np.clip(order - lo, 0, len(real.to_bench) - 1)], n_db + order)
-        aps.append(score_query(real.bench, qi, mapped, None, ks=(k,)).ap[f"ap@{k}/truncated"])
-    return float(np.mean(aps))
-
-
-# ----------------------------------------------------------------------------- the model
-def fit_space(x: np.ndarray, dim: int):
-    mean = x.mean(0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-    var = s**2
-    return mean, vt[:dim].T.astype(np.float32), float(var[:dim].sum() / var.sum())
-
-
-def fit_mixture(y: np.ndarray, owner: np.ndarray, k: int, seed: int) -> tuple[GaussianMixture, dict]:
-    """Diagonal GMM on the PCA coordinates; fit quality on an image-wise 80/20 split against K=1."""
-    rng = np.random.default_rng(seed)
-    images = np.unique(owner)
-    held = np.isin(owner, rng.choice(images, size=max(1, len(images) // 5), replace=False))
-    quality = {"held_out_regions": int(held.sum()), "train_regions": int((~held).sum())}
-    for name, comps in (("gmm", k), ("one_gaussian", 1)):
-        g = GaussianMixture(comps, covariance_type="diag", reg_covar=1e-4, random_state=seed, max_iter=200)
-        g.fit(y[~held])
-        quality[f"{name}_train_loglik_per_dim"] = float(g.score(y[~held]) / y.shape[1])
-        quality[f"{name}_held_out_loglik_per_dim"] = float(g.score(y[held]) / y.shape[1])
-    g = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4, random_state=seed, max_iter=200).fit(y)
-    quality["converged"] = bool(g.converged_)
-    quality["all_regions_loglik_per_dim"] = float(g.score(y) / y.shape[1])
-    return g, quality
-
-
-def sample_chunk(g: GaussianMixture, n: int, seed: int, chunk_no: int) -> np.ndarray:
-    """Chunk ``chunk_no`` of the distractor stream (deterministic: a file of N rows is a prefix of a larger one's)."""
-    rng = np.random.default_rng([seed, chunk_no])
-    comp = rng.choice(len(g.weights_), size=n, p=g.weights_ / g.weights_.sum())
-    x = g.means_[comp] + np.sqrt(g.covariances_[comp]) * rng.standard_normal((n, g.means_.shape[1]))
-    return l2(x.astype(np.float32))
-
-
-def write_database(path: Path, real: np.ndarray, g: GaussianMixture, n: int, seed: int) -> None:
-    """``(len(real) + n, d)`` float16 .npy: the real rows, then the distractors, chunk by chunk (no mapping)."""
-    d = real.shape[1]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "<f2", "fortran_order": False, "shape": (len(real) + n, d)})
-        f.write(real.astype(np.float16).tobytes())
-        for c, lo in enumerate(range(0, n, CHUNK)):
-            f.write(sample_chunk(g, min(CHUNK, n - lo), seed, c).astype(np.float16).tobytes())
-            if c % 16 == 0:
-                log(f"  distractors {min(n, lo + CHUNK):,}/{n:,}")
-    tmp.rename(path)
-
-
-class Rows:
-    """The database file read by range (plain reads: build memory is not inflated by a mapping) and by row."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        mm = np.load(path, mmap_mode="r")
-        self.shape, self.header = mm.shape, mm.offset
-        self.mm = mm
-
-    def range(self, lo: int, hi: int) -> np.ndarray:
-        d = self.shape[1]
-        with open(self.path, "rb") as f:
-            f.seek(self.header + lo * d * 2)
-            return np.fromfile(f, np.float16, (hi - lo) * d).reshape(hi - lo, d).astype(np.float32)
-
-    def rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.mm[np.asarray(rows, np.int64)], np.float32)
-
-    def sample(self, rows: np.ndarray) -> np.ndarray:
-        """Rows by plain reads: through the mapping, the kernel's fault-around would map 64 KiB per
-        sampled row and count it as resident (a 131k-row sample of the 7M file showed 8 GB RSS)."""
-        d = self.shape[1]
-        out = np.empty((len(rows), d), np.float32)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for i, r in enumerate(np.asarray(rows, np.int64)):
-                out[i] = np.frombuffer(os.pread(fd, 2 * d, self.header + int(r) * 2 * d), np.float16)
-        finally:
-            os.close(fd)
-        return out
-
-
-def database_offsets(real_offsets: np.ndarray, n: int) -> np.ndarray:
-    r = int(real_offsets[-1])
-    cuts = np.arange(REGIONS_PER_DISTRACTOR_IMAGE, n, REGIONS_PER_DISTRACTOR_IMAGE)
-    return np.r_[real_offsets, r + cuts, r + n] if n else real_offsets.copy()
-
-
-def prefix_offsets(offsets: np.ndarray, rows: int) -> np.ndarray:
-    keep = offsets[offsets < rows]
-    return np.r_[keep, rows]
-
-
 # ----------------------------------------------------------------------------- one size
 def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets, g, sets: list[RealSet]) -> dict:
     work = Path(args.work)
@@ -265,9 +97,9 @@ def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets
     t = time.time()
     if not path.is_file():
         log(f"N={n:,}: writing {path}")
-        write_database(path, real_y, g, n, args.seed)
+        write_database(path, real_y, g, n, args.seed, log)
     gen_s = time.time() - t
-    db = Rows(path)
+    db = RowFile(path)
     if db.shape != (len(real_y) + n, args.dim) or not np.array_equal(db.rows(np.arange(len(real_y))),
                                                                     real_y.astype(np.float16).astype(np.float32)):
         raise SystemExit(f"{path}: not this run's database (shape {db.shape}); delete it")
@@ -495,23 +327,23 @@ def main(argv=None) -> int:
     Path(args.work).mkdir(parents=True, exist_ok=True)
 
     stores = Path(args.stores)
-    sets = [load_real("instance-track", args.data, args.subsample, stores, args.store)]
+    sets = [load_real("instance-track", args.data, args.subsample, stores, args.store, log)]
     if args.paris_subsample:
-        paris = load_real("paris-landmarks", args.paris_data, args.paris_subsample, stores, args.paris_store)
+        paris = load_real("paris-landmarks", args.paris_data, args.paris_subsample, stores, args.paris_store, log)
         paris.first_image = len(sets[0].store)  # its images follow instance-track's
         sets.append(paris)
-    x = l2(np.concatenate([r.store.arrays["features"].astype(np.float32) for r in sets]))
+    x = l2_normalize(np.concatenate([r.store.arrays["features"].astype(np.float32) for r in sets]), axis=1)
     parts, rows = [np.zeros(1, np.int64)], 0
     for r in sets:  # the collections' images one after the other, then the distractors
         parts.append(r.store.offsets[1:] + rows)
         rows += int(r.store.offsets[-1])
     offsets = np.concatenate(parts)
     owner = np.concatenate([r.store.region_image + r.first_image for r in sets])
-    q_full = l2(np.concatenate([r.queries for r in sets]))
+    q_full = l2_normalize(np.concatenate([r.queries for r in sets]), axis=1)
     full_map = map_at(sets[0], [r.order for r in rank_images(q_full, x, offsets, None, top=100)])
     mean, proj, kept = fit_space(x, args.dim)
     y_raw = (x - mean) @ proj
-    real_y, queries = l2(y_raw), l2((q_full - mean) @ proj)
+    real_y, queries = l2_normalize(y_raw, axis=1), l2_normalize((q_full - mean) @ proj, axis=1)
     pca_map = map_at(sets[0], [r.order for r in rank_images(queries, real_y, offsets, None, top=100)])
     log(f"real: {len(x)} regions, {len(queries)} queries; instance-track mAP@50 full {full_map:.4f}, "
         f"{args.dim}-d {pca_map:.4f} (variance kept {kept:.3f})")
@@ -566,4 +398,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except InputError as e:  # a missing or mismatched store: one line, no traceback
+        sys.exit(f"search_scale: {e}")

@@ -68,25 +68,6 @@ def test_boxes_from_maps_is_what_the_pipeline_returns(extractor):
     assert np.all(wide[:, 2] - wide[:, 0] >= same[:, 2] - same[:, 0]) and not np.array_equal(wide, same)
 
 
-def test_search_scale_map_maps_only_its_own_collection(monkeypatch, tmp_path):
-    """search_scale.map_at: the run's image numbering (collection A, collection B, distractors)
-    back to one collection's benchmark; B's images and the distractors are never relevant to A."""
-    from dasr.eval.datasets.common import Benchmark, Query
-
-    scale = load_script("search_scale", monkeypatch)
-    # Collection B: 3 database images, its store holds them as b2, b0, b1; its images follow
-    # 2 images of collection A in the run's numbering (first_image = 2).
-    bench = Benchmark("b", tmp_path, ("b0", "b1", "b2"), (Query("q", "q.jpg", None, positives=(1,)),), "instance")
-    real = scale.RealSet(bench, store=None, queries=np.zeros((1, 4), np.float32),
-                         to_bench=np.array([2, 0, 1]), first_image=2)
-    # Run images 0, 1 are A's, 2..4 are B's (store order b2, b0, b1), 5+ distractors.
-    # b1 (the positive) is run image 4: ranked first -> AP@1 = 1; ranked third -> 1/3.
-    assert scale.map_at(real, [np.array([4, 0, 5, 2, 3])], k=1) == pytest.approx(1.0)
-    assert scale.map_at(real, [np.array([0, 5, 4, 1, 2])], k=50) == pytest.approx(1 / 3)
-    # An A image at the position of B's positive index (1) must not count as relevant.
-    assert scale.map_at(real, [np.array([1, 0, 5, 6, 7])], k=50) == pytest.approx(0.0)
-
-
 def test_retracing_times_each_new_shape_and_counts_the_collections_shapes(tmp_path, monkeypatch):
     retracing = load_script("retracing", monkeypatch)
     rng = np.random.default_rng(0)
