@@ -9,7 +9,8 @@ from dasr.eval import datasets as D
 
 def test_registry_and_unknown_name():
     assert set(D.BENCHMARKS) == {"instance-track", "paris-landmarks", "instance-160", "instance-335", "instre",
-                                 "holidays", "oxford5k", "paris6k", "paris6k-subset", "roxford5k", "rparis6k"}
+                                 "holidays", "oxford5k", "paris6k", "paris6k-subset", "roxford5k", "rparis6k",
+                                 "copy-paste", "copy-paste-feathered"}
     with pytest.raises(ValueError, match="unknown benchmark"):
         D.load_benchmark("ukbench", "/tmp")
 
