@@ -171,7 +171,8 @@ def test_cascade_keeps_exact_regions_of_its_seeds(backbone, image):
 
 def test_authors_rule_is_recorded_and_runs_its_pipeline(backbone, image):
     """The store records ``rule`` only when it is not the paper's (old configs stay valid); the
-    authors' rule takes its own seeds (no border row/col), backprop and 95th-percentile threshold."""
+    authors' rule takes its own seeds (no border row/col), backprop and 95th-percentile threshold,
+    and by default their code's strided convolutions (exact) and resize (truncate-bilinear)."""
     from dasr.regions import activation_map, find_seeds
     from dasr.regions.seeds import authors_peaks
 
@@ -179,7 +180,13 @@ def test_authors_rule_is_recorded_and_runs_its_pipeline(backbone, image):
     assert "rule" not in paper.config()
     ex = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, backprop_dtype="float32", rule="authors"))
     assert ex.config()["rule"] == "authors" and ex.bp.rule == "authors"
-    assert {k: v for k, v in ex.config().items() if k != "rule"} == paper.config()
+    differ = {k: v for k, v in ex.config().items() if paper.config().get(k) != v}
+    assert differ == {"rule": "authors", "strided_conv": "exact", "resize": "truncate-bilinear"}
+    assert paper.config()["strided_conv"] == "window" and "resize" not in paper.config()
+    # An explicit choice still wins over the rule's default.
+    window = Extractor(backbone, "dasr-star", RegionConfig(max_side=128, rule="authors", strided_conv="window"))
+    assert window.config()["strided_conv"] == "window" and window.bp.strided_conv == "window"
+    assert ex.bp.strided_conv == "exact"
     out = ex(image, keep_maps=True)
     x, scale, size, acts = ex.forward(image)
     amap = activation_map(np.asarray(acts[backbone.top_layer]))

@@ -315,7 +315,7 @@ def tiny_net_with_weights(weights: list[np.ndarray]) -> keras.Model:
 
 # The authors' rule, compared with :func:`authors_reference_maps` (not stored: no older maps exist).
 AUTHORS_CASES = {
-    "authors": {"rule": "authors"},
+    "authors": {"rule": "authors", "strided_conv": "window"},
     "authors_exact": {"rule": "authors", "strided_conv": "exact"},
 }
 # Contrastive excitation backprop, compared with :func:`contrastive_reference_maps` (not stored either).

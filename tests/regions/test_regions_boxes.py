@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dasr.regions import best_iou, box_iou, fixed_boxes, nms
+from dasr.regions import authors_integer_boxes, best_iou, box_iou, fixed_boxes, nms
 
 
 def test_nms_known_boxes():
@@ -64,3 +64,16 @@ def test_fixed_boxes_centre_each_square_on_its_seed_cell():
     boxes16, _ = fixed_boxes(np.array([[1, 2]]), 16, 20.0)
     np.testing.assert_array_equal(boxes16, [[30, 14, 50, 34]])
     assert fixed_boxes(np.zeros((0, 2), int), 32, 20.0)[0].shape == (0, 4)
+
+
+def test_authors_integer_boxes_truncate_like_their_estimate_ellipse():
+    # Axis-aligned ellipse centred at x = 10.5, y = 20.5 (pixel centres (10, 20)), semi-axes 3.7, 2.2:
+    # x: int(-3.7) + 10 = 7 .. int(3.7) + 10 = 13; y: int(-2.2) + 20 = 18 .. 22.
+    boxes = authors_integer_boxes(np.array([[10.5, 20.5, 3.7, 2.2, 0.0]]), (100, 100))
+    np.testing.assert_array_equal(boxes, [[7, 18, 13, 22]])
+    # Rotated by 90 degrees: the long axis is vertical.
+    boxes = authors_integer_boxes(np.array([[10.5, 20.5, 3.7, 2.2, np.pi / 2]]), (100, 100))
+    np.testing.assert_array_equal(boxes, [[8, 17, 12, 23]])
+    # Clipped to the last pixel index (not the edge): 0 .. width - 1.
+    boxes = authors_integer_boxes(np.array([[1.0, 98.9, 5.0, 5.0, 0.0]]), (100, 100))
+    np.testing.assert_array_equal(boxes, [[0, 93, 5, 99]])

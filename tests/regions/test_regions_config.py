@@ -57,3 +57,19 @@ def test_a_store_records_an_option_added_later_only_when_it_is_on():
     on = RegionConfig(cascade_stride=16, contrastive=True).recorded()
     assert (on["cascade_stride"], on["contrastive"]) == (16, True)
     assert RegionConfig(rule="authors").recorded()["rule"] == "authors"
+
+
+def test_strided_conv_and_resize_follow_the_rule_unless_given():
+    paper, authors = RegionConfig(), RegionConfig(rule="authors")
+    assert (paper.strided_conv, paper.resize) == ("window", "round-area")
+    assert (authors.strided_conv, authors.resize) == ("exact", "truncate-bilinear")
+    given = RegionConfig(rule="authors", strided_conv="window", resize="round-area")
+    assert (given.strided_conv, given.resize) == ("window", "round-area")
+    assert RegionConfig(strided_conv="exact").strided_conv == "exact"
+    # A paper-rule store records what it did before these options followed the rule.
+    assert RegionConfig().recorded()["strided_conv"] == "window" and "resize" not in RegionConfig().recorded()
+    assert RegionConfig(rule="authors").recorded()["resize"] == "truncate-bilinear"
+    assert RegionConfig(integer_boxes=True).recorded()["integer_boxes"] is True
+    for bad in ({"strided_conv": "diagonal"}, {"resize": "nearest"}, {"integer_boxes": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RegionConfig(**bad)

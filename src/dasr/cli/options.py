@@ -14,7 +14,7 @@ from dasr.distributed.plan import DEFAULT_SHARD_SIZE
 from dasr.features.methods import ALL_METHODS
 from dasr.features.spec import BACKBONES, POOLINGS, ExtractorSpec
 from dasr.regions import METHOD_DEFAULT
-from dasr.regions.config import INPUT_RULES, RULES, STRIDED_CONV_RULES
+from dasr.regions.config import INPUT_RULES, RESIZE_RULES, RULE_DEFAULT, RULES, STRIDED_CONV_RULES
 from dasr.search.region_index import DEFAULT_CANDIDATES, INDEX_KINDS
 
 # ----------------------------------------------------------------------------- value types
@@ -101,8 +101,14 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
                         "then compute only their full maps (1 = off, the paper)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="backprop compute type (auto: bfloat16 where the hardware computes it)")
-    p.add_argument("--strided-conv", default="window", choices=STRIDED_CONV_RULES,
-                   help="strided 1x1 convolutions in the backprop: their 2x2 window, or the exact sampled cell")
+    p.add_argument("--strided-conv", default=RULE_DEFAULT, choices=STRIDED_CONV_RULES,
+                   help="strided 1x1 convolutions in the backprop: their 2x2 window, or the exact sampled cell "
+                        "(default: the rule's: window for paper, exact for authors, as their code)")
+    p.add_argument("--resize", default=RULE_DEFAULT, choices=RESIZE_RULES,
+                   help="round-area: short side rounded, area filter when shrinking; truncate-bilinear: the "
+                        "authors' (short side truncated, Pillow's bilinear) (default: the rule's)")
+    p.add_argument("--integer-boxes", action="store_true",
+                   help="cut boxes to whole pixels as the authors' code does (default: continuous boxes)")
     p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")
     p.add_argument("--max-seeds", type=POSITIVE_INT, default=None,
                    help="at most this many seeds per image, the strongest (default: all, as the paper)")
@@ -143,6 +149,6 @@ def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
         weighted_moments=args.weighted_moments, max_side=args.max_side, input_rule=args.input_rule,
         strided_conv=args.strided_conv, stop_stride=args.stop_stride, cascade_stride=args.cascade_stride,
         backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds, rule=args.rule,
-        contrastive=args.contrastive)
+        contrastive=args.contrastive, resize=args.resize, integer_boxes=args.integer_boxes)
 
 

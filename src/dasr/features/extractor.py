@@ -29,10 +29,11 @@ from dasr.model.backbone import Backbone
 from dasr.model import chunks
 from dasr.model.backprop import ProbabilityBackprop
 from dasr.model.device import boxes_on_device_here, resolve_dtype
-from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe, resize_long_side
+from dasr.io.images import IMAGENET_BGR_MEAN, preprocess_caffe
+from dasr.io.resize import resize_for_network
 from dasr.regions.ellipse import AUTHORS_PERCENTILE
-from dasr.regions import (Regions, RegionConfig, activation_map, ellipses_from_maps, find_seeds,
-                          fixed_boxes, nms)
+from dasr.regions import (Regions, RegionConfig, activation_map, authors_integer_boxes, ellipses_from_maps,
+                          find_seeds, fixed_boxes, nms)
 
 # The network needs this much input for its stride-32 top layer to have at least one cell.
 MIN_INPUT_SIDE = 32
@@ -76,15 +77,17 @@ class NetworkInput:
     original: tuple[int, int]
 
 
-def prepare_input(image_rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resizes and preprocesses; pads images thinner than the network's stride.
+def prepare_input(image_rgb: np.ndarray, max_side: int, resize: str = "round-area"
+                  ) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resizes (by the ``resize`` rule, :mod:`dasr.io.resize`) and preprocesses; pads images
+    thinner than the network's stride.
 
     Returns:
       (x (1, H', W', 3) float32, scale, (width, height) of the resized image).  Padding (bottom
       and right, with the preprocessed value 0 = the ImageNet mean colour) only happens when a
       side is below :data:`MIN_INPUT_SIDE`; boxes are clipped to the real image later.
     """
-    resized, scale = resize_long_side(image_rgb, max_side)
+    resized, scale = resize_for_network(image_rgb, max_side, resize)
     h, w = resized.shape[:2]
     x = preprocess_caffe(resized)
     if h < MIN_INPUT_SIDE or w < MIN_INPUT_SIDE:
@@ -160,7 +163,7 @@ class Extractor:
 
     # --------------------------------------------------------------------- pieces
     def forward(self, image_rgb: np.ndarray):
-        x, scale, size = prepare_input(image_rgb, self.region.max_side)
+        x, scale, size = prepare_input(image_rgb, self.region.max_side, self.region.resize)
         acts = self.bp.forward(x)
         return x, scale, size, acts
 
@@ -261,7 +264,7 @@ class Extractor:
     # --------------------------------------------------------------------- whole images
     def network_input(self, image_rgb: np.ndarray) -> NetworkInput:
         """The image made ready for the network (all a batch keeps of it)."""
-        x, scale, size = prepare_input(image_rgb, self.region.max_side)
+        x, scale, size = prepare_input(image_rgb, self.region.max_side, self.region.resize)
         return NetworkInput(x, scale, size, (int(image_rgb.shape[1]), int(image_rgb.shape[0])))
 
     def __call__(self, image_rgb: np.ndarray, keep_maps: bool = False) -> Extraction:
@@ -347,9 +350,15 @@ class Extractor:
             maps = maps[found] if maps is not None else None
         # Back to the original image's coordinates (rounding the resized size can overshoot);
         # the features are pooled on the network-input boxes.
-        boxes_input = regions.boxes
         orig_w, orig_h = inp.original
-        regions.boxes = np.clip(boxes_input / inp.scale, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
+        if self.region.integer_boxes:
+            # As the authors' code: whole resized pixels, then int(x * rate), rate = long side / max_side.
+            boxes_input = authors_integer_boxes(regions.ellipses, inp.size)
+            original = np.trunc(boxes_input * (max(orig_w, orig_h) / self.region.max_side))
+        else:
+            boxes_input = regions.boxes
+            original = boxes_input / inp.scale
+        regions.boxes = np.clip(original, 0, [orig_w, orig_h, orig_w, orig_h]).astype(np.float32)
         regions.ellipses = regions.ellipses.copy()
         regions.ellipses[:, :4] /= inp.scale
         nms_iou = self.region.nms_iou

@@ -46,8 +46,8 @@ with the raw (unfolded) kernel's positive part and the layer input shifted by it
 BatchNormalization (its signed scale), ReLU (its mask), max pooling (to the window's maximum),
 average pooling and the residual Add (the full signal into both branches) keep their ordinary
 gradients.  Its seed is 1/C on every channel at the peak cell (:func:`seed_probabilities`) and its
-map is the channel sum clamped at 0.  The strided-convolution option applies to its
-convolutions as well.
+map is the channel sum clamped at 0.  Its strided convolutions default to ``exact`` (the
+ordinary gradient, as their code); ``window`` is there to measure the difference.
 
 Everything runs batched: one forward pass per image (or per batch of images of one input
 shape), the normalisers ``W⁺A`` (and the Add split fractions) computed once per image, and the
@@ -72,7 +72,7 @@ from dasr.model import contrast, transpose
 from dasr.model.moments import device_ellipses
 from dasr.model.device import resolve_dtype
 from dasr.model.graph import Op, bn_scale, stop_point, trace_graph
-from dasr.regions.config import INPUT_RULES
+from dasr.regions.config import INPUT_RULES, RULE_DEFAULTS
 
 # The authors' code (PRM's PostHook): 1 / (|Z| + eps), and 0 where Z < eps.
 AUTHORS_EPS = 1e-10
@@ -101,7 +101,7 @@ class ProbabilityBackprop:
         None: the input is already non-negative.
       input_rule: ``raw`` or ``shift`` (see module docstring).
       stop_stride: stop at the lowest cut tensor of this stride (1: the pixels).
-      strided_conv: ``window`` or ``exact``.
+      strided_conv: ``window`` or ``exact`` (None: the rule's, ``window`` for the paper rule, ``exact`` for the authors').
       extra_outputs: further layers to return from the forward pass (feature maps).
       dtype: compute dtype of the backprop (``float32``; ``bfloat16`` trades accuracy for speed;
         ``auto``: :func:`~dasr.model.device.resolve_dtype`).
@@ -114,13 +114,15 @@ class ProbabilityBackprop:
     """
 
     def __init__(self, model: keras.Model, top: str, *, input_offset=None,
-                 input_rule: str = "raw", strided_conv: str = "window", stop_stride: int = 1,
+                 input_rule: str = "raw", strided_conv: str | None = None, stop_stride: int = 1,
                  extra_outputs: tuple[str, ...] = (), dtype: str = "float32", rule: str = "paper",
                  contrastive: bool = False):
         if input_rule not in INPUT_RULES:
             raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
+        strided_conv = strided_conv or RULE_DEFAULTS[rule]["strided_conv"]
         self.ops, self.input_id = trace_graph(model, top, strided_conv, rule)
         self.rule = rule
+        self.strided_conv = strided_conv
         self.top = top
         self.input_rule = input_rule
         self.dtype = resolve_dtype(dtype)

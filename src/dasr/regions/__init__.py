@@ -10,11 +10,12 @@ Sections 3.1 and 3.2 of the paper; one module per step:
 The probability maps themselves come from :mod:`dasr.model.backprop`.
 """
 
-from dasr.regions.boxes import Regions, best_iou, box_area, box_iou, fixed_boxes, nms
+from dasr.regions.boxes import Regions, authors_integer_boxes, best_iou, box_area, box_iou, fixed_boxes, nms
 from dasr.regions.config import METHOD_DEFAULT, METHODS, RegionConfig, default_nms
 from dasr.regions.ellipse import ellipses_from_maps
 from dasr.regions.seeds import above_mean_seeds, activation_map, find_seeds, local_maxima_seeds
 
 __all__ = ["METHODS", "METHOD_DEFAULT", "RegionConfig", "Regions", "above_mean_seeds", "activation_map",
+           "authors_integer_boxes",
            "best_iou", "box_area", "box_iou", "default_nms", "ellipses_from_maps", "find_seeds", "fixed_boxes",
            "local_maxima_seeds", "nms"]

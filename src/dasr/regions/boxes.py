@@ -130,3 +130,28 @@ def fixed_boxes(seeds: np.ndarray, seed_stride: int, side: float) -> tuple[np.nd
     boxes = np.stack([cx - half, cy - half, cx + half, cy + half], 1).astype(np.float64)
     ellipses = np.stack([cx, cy, np.full_like(cx, half), np.full_like(cx, half), 0 * cx], 1).astype(np.float64)
     return boxes, ellipses
+
+
+def authors_integer_boxes(ellipses: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Each ellipse's box cut to whole pixels as the authors' ``estimate_ellipse`` does.
+
+    Their box is the ellipse's circumscribed rectangle in pixel indices: the centre's index
+    truncated, each half extent truncated towards zero, clipped to ``[0, side - 1]`` (so ``x2``
+    is the last column inside, not an edge).  This project's pixel ``i`` spans ``[i, i + 1)``,
+    its centre at ``i + 0.5``, hence the half-pixel shift of the centre.
+
+    Args:
+      ellipses: (S, 5) centre x, centre y (network-input pixels), semi-axes a >= b, angle of a.
+      size: (width, height) of the resized image.
+
+    Returns:
+      (S, 4) float64 x1, y1, x2, y2, whole numbers in network-input pixels.
+    """
+    e = np.asarray(ellipses, np.float64).reshape(-1, 5)
+    cx, cy, a, b, angle = e.T
+    half_w = np.sqrt((a * np.cos(angle)) ** 2 + (b * np.sin(angle)) ** 2)
+    half_h = np.sqrt((a * np.sin(angle)) ** 2 + (b * np.cos(angle)) ** 2)
+    col, row = np.floor(cx - 0.5), np.floor(cy - 0.5)
+    w, h = size
+    return np.stack([np.clip(np.trunc(-half_w) + col, 0, w - 1), np.clip(np.trunc(-half_h) + row, 0, h - 1),
+                     np.clip(np.trunc(half_w) + col, 0, w - 1), np.clip(np.trunc(half_h) + row, 0, h - 1)], 1)

@@ -22,8 +22,19 @@ RULES = ("paper", "authors")
 # strided 1x1 convolutions (their 2x2 ``window`` or the ``exact`` sampled cell).
 INPUT_RULES = ("raw", "shift")
 STRIDED_CONV_RULES = ("window", "exact")
+# How an image is resized to ``max_side``: the project's (short side rounded; area filter when
+# shrinking) or the authors' (short side truncated; Pillow's bilinear, as torchvision's Resize),
+# see :mod:`dasr.io.resize`.
+RESIZE_RULES = ("round-area", "truncate-bilinear")
 # ``nms_iou`` left at this value takes the method's β (:func:`default_nms`).
 METHOD_DEFAULT = "method-default"
+# ``strided_conv`` and ``resize`` left at this value take the rule's (:data:`RULE_DEFAULTS`).
+RULE_DEFAULT = "rule-default"
+# The paper is silent on strided 1x1 convolutions and the resize: the paper rule takes the
+# project's choices (README, "Method decisions"); the authors' rule takes their code's: the
+# ordinary gradient through a strided convolution is the exact sampled cell, and their resize.
+RULE_DEFAULTS = {"paper": {"strided_conv": "window", "resize": "round-area"},
+                 "authors": {"strided_conv": "exact", "resize": "truncate-bilinear"}}
 
 
 def default_nms(method: str) -> float | None:
@@ -32,7 +43,8 @@ def default_nms(method: str) -> float | None:
 
 
 # Options added after stores existed, with their "off" value, which a store does not record.
-RECORDED_ONLY_WHEN_ON = {"cascade_stride": 1, "rule": "paper", "contrastive": False}
+RECORDED_ONLY_WHEN_ON = {"cascade_stride": 1, "rule": "paper", "contrastive": False, "resize": "round-area",
+                        "integer_boxes": False}
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,12 @@ class RegionConfig:
       weighted_moments: weight the second moments by the map values.
       max_side: long side of the network input in pixels.
       input_rule, strided_conv, stop_stride: see :mod:`dasr.model.backprop` (``stop_stride`` > 1 is
-        the fast mode: coarser maps, not the paper's method).
+        the fast mode: coarser maps, not the paper's method).  ``strided_conv`` left out takes the
+        rule's (:data:`RULE_DEFAULTS`: ``window`` for the paper rule, ``exact`` for the authors').
+      resize: how the image is resized to ``max_side`` (:data:`RESIZE_RULES`); left out, the rule's.
+      integer_boxes: cut the stored boxes to integers as the authors' code does (each ellipse's
+        box in whole resized pixels, then truncated in original pixels); False (default):
+        continuous boxes.
       cascade_stride: > 1: the cascade fast mode. Every seed first gets a cheap map stopped at
         this stride; NMS on those coarse boxes picks the seeds that get the full map to the pixels
         (then the usual NMS).  Each kept region is exactly the paper's region of its seed; only
@@ -71,7 +88,7 @@ class RegionConfig:
     weighted_moments: bool = False
     max_side: int = 512
     input_rule: str = "raw"
-    strided_conv: str = "window"
+    strided_conv: str = RULE_DEFAULT
     stop_stride: int = 1
     cascade_stride: int = 1
     backprop_dtype: str = "auto"
@@ -79,6 +96,8 @@ class RegionConfig:
     max_seeds: int | None = None
     rule: str = "paper"
     contrastive: bool = False
+    resize: str = RULE_DEFAULT
+    integer_boxes: bool = False
 
     def __post_init__(self):
         # Values can come from a file (a store's configuration, an experiment config): a wrong type
@@ -87,7 +106,8 @@ class RegionConfig:
                  "cascade_stride": (numbers.Integral,), "seed_chunk": (numbers.Integral,),
                  "max_seeds": (numbers.Integral, type(None)), "weighted_moments": (bool, np.bool_),
                  "method": (str,), "input_rule": (str,), "strided_conv": (str,), "backprop_dtype": (str,),
-                 "rule": (str,), "contrastive": (bool, np.bool_)}
+                 "rule": (str,), "contrastive": (bool, np.bool_), "resize": (str,),
+                 "integer_boxes": (bool, np.bool_)}
         for name, allowed in kinds.items():
             value = getattr(self, name)
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
@@ -108,6 +128,13 @@ class RegionConfig:
             raise InputError("contrastive excitation backprop is defined for the paper's rule only; drop contrastive")
         if self.nms_iou == METHOD_DEFAULT:
             object.__setattr__(self, "nms_iou", default_nms(self.method))
+        for name, value in RULE_DEFAULTS[self.rule].items():
+            if getattr(self, name) == RULE_DEFAULT:
+                object.__setattr__(self, name, value)
+        if self.strided_conv not in STRIDED_CONV_RULES:
+            raise InputError(f"strided_conv must be one of {', '.join(STRIDED_CONV_RULES)}, got {self.strided_conv!r}")
+        if self.resize not in RESIZE_RULES:
+            raise InputError(f"resize must be one of {', '.join(RESIZE_RULES)}, got {self.resize!r}")
         if not 0.0 <= self.tau < 1.0:
             raise InputError(f"tau must be in [0, 1), got {self.tau}")
         if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
