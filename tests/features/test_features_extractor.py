@@ -88,7 +88,7 @@ def test_the_method_decides_the_nms_default(backbone, image):
         Extractor(backbone, "dasr", RegionConfig(method="dasr-star"))
 
 
-@pytest.mark.parametrize("method", ["gap", "mac", "rmac", "crow"])
+@pytest.mark.parametrize("method", ["gap", "mac", "rmac", "crow", "gem"])
 def test_global_methods_give_one_whole_image_region(backbone, image, method):
     ex = Extractor(backbone, method, RegionConfig(max_side=128, backprop_dtype="float32"))
     out = ex(image)
@@ -96,8 +96,9 @@ def test_global_methods_give_one_whole_image_region(backbone, image, method):
     np.testing.assert_allclose(out.regions.boxes[0], [0, 0, 160, 96])
     fmap = ex.feature_map(ex.forward(image)[3]).astype(np.float64)
     assert fmap.shape[:2] == (3, 4)  # 77 x 128 input, stride 32: the whole map is the image
-    if method in ("gap", "mac"):  # by hand: the mean / the max of every cell, per channel
-        want = fmap.mean((0, 1)) if method == "gap" else fmap.max((0, 1))
+    if method in ("gap", "mac", "gem"):  # by hand: the mean / the max / the cubic mean of every cell
+        want = {"gap": fmap.mean((0, 1)), "mac": fmap.max((0, 1)),
+                "gem": (np.maximum(fmap, 1e-6) ** 3).mean((0, 1)) ** (1 / 3)}[method]
         np.testing.assert_allclose(out.features[0], want, rtol=1e-5, atol=1e-6)
 
 

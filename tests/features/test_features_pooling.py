@@ -11,6 +11,7 @@ from dasr.features.pooling import (
     boxes_to_cells,
     crow,
     gap,
+    gem,
     mac,
     pool_boxes,
     pool_regions,
@@ -243,3 +244,15 @@ def test_valid_part_drops_the_cells_of_the_padding_only():
     # A 33 x 20 image (width x height) at stride 16 covers 3 columns (ceil 33/16) and 2 rows.
     assert valid_part(fmap, (33, 20), 16).shape == (2, 3, 1)
     assert valid_part(fmap, (80, 64), 16).shape == (4, 5, 1)
+
+
+def test_gem_is_the_cubic_mean_between_the_mean_and_the_max():
+    fmap = _toy_map()  # channel 0: [[0, 1, 2], [3, 4, 5]]
+    got = gem(fmap)
+    want0 = ((1e-18 + 1 + 8 + 27 + 64 + 125) / 6) ** (1 / 3)  # max(0, 1e-6) ** 3 = 1e-18
+    np.testing.assert_allclose(got, [want0, 10 * want0], rtol=1e-6)
+    assert gap(fmap)[0] < got[0] < mac(fmap)[0]
+    # Region GeM: the same formula inside each range (through the integral image).
+    cells = np.array([[0, 2, 1, 3], [1, 2, 0, 1]])
+    np.testing.assert_allclose(pool_regions(fmap, cells, "gem")[:, 0], [((1 + 8 + 64 + 125) / 4) ** (1 / 3), 3.0],
+                               rtol=1e-6)

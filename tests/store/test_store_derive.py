@@ -69,7 +69,7 @@ def test_derivation_kind_reads_the_differing_keys_not_the_messages():
     # A key whose name looks like "pooling: ..." is another key, not the pooling.
     assert derive.derivation_kind(base, {**base, "pooling: legacy": 1}) is None
     assert derive.derivation_kind(base, {**base, "nms_iou": 0.3, "shard": "0/2"}) == "nms"  # volatile key ignored
-    for method in ("gap", "mac", "rmac", "crow"):  # the global methods of dasr.features.methods
+    for method in ("gap", "mac", "rmac", "crow", "gem"):  # the global methods of dasr.features.methods
         assert derive.derivation_kind({**base, "method": method}, {**base, "method": method, "nms_iou": 0.3}) is None
 
 

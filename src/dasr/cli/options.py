@@ -12,7 +12,8 @@ import math
 
 from dasr.distributed.plan import DEFAULT_SHARD_SIZE
 from dasr.features.methods import ALL_METHODS
-from dasr.features.spec import BACKBONES, POOLINGS, ExtractorSpec
+from dasr.features.pooling import POOLINGS
+from dasr.features.spec import BACKBONES, ExtractorSpec
 from dasr.regions import METHOD_DEFAULT
 from dasr.regions.config import INPUT_RULES, RESIZE_RULES, RULE_DEFAULT, RULES, STRIDED_CONV_RULES
 from dasr.search.region_index import DEFAULT_CANDIDATES, INDEX_KINDS
@@ -103,10 +104,11 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
                    help="backprop compute type (auto: bfloat16 where the hardware computes it)")
     p.add_argument("--strided-conv", default=RULE_DEFAULT, choices=STRIDED_CONV_RULES,
                    help="strided 1x1 convolutions in the backprop: their 2x2 window, or the exact sampled cell "
-                        "(default: the rule's: window for paper, exact for authors, as their code)")
+                        "(default: %(default)s: window for paper, exact for authors, as their code)")
     p.add_argument("--resize", default=RULE_DEFAULT, choices=RESIZE_RULES,
                    help="round-area: short side rounded, area filter when shrinking; truncate-bilinear: the "
-                        "authors' (short side truncated, Pillow's bilinear) (default: the rule's)")
+                        "authors' (short side truncated, Pillow's bilinear) (default: %(default)s: round-area for paper, "
+                        "truncate-bilinear for authors)")
     p.add_argument("--integer-boxes", action="store_true",
                    help="cut boxes to whole pixels as the authors' code does (default: continuous boxes)")
     p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")

@@ -23,6 +23,7 @@ import numpy as np
 from dasr.errors import InputError
 from dasr import __version__
 from dasr.features import pooling
+from dasr.features.pooling import POOLINGS
 from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, seed_rule
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
@@ -101,11 +102,11 @@ class Extractor:
     Args:
       backbone: the network (see :func:`dasr.model.backbone.build_backbone`).
       method: ``dasr``, ``dasr-star``, ``fixed-box`` (the control: DASR* seeds and NMS, but every
-        box a fixed square centred on its seed) or a global baseline ``gap|mac|rmac|crow``.
+        box a fixed square centred on its seed) or a global baseline ``gap|mac|rmac|crow|gem``.
       region: the region configuration (τ, β, ...); None: the method's defaults.  Its seed rule
         must be the method's (:func:`~dasr.features.methods.seed_rule`).
       feature_layer: layer whose map is pooled; default Block4_unit1 (``conv5_block1_out``).
-      pooling: ``avg`` (paper) or ``max``.
+      pooling: ``avg`` (paper), ``max`` or ``gem``.
       fixed_box_side: side in network-input pixels of the ``fixed-box`` control's boxes.
     """
 
@@ -113,8 +114,8 @@ class Extractor:
                  feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0,
                  boxes_on_device: bool | None = None):
         check_method(method)
-        if pooling not in ("avg", "max"):
-            raise InputError(f"pooling must be avg or max, got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         region = region or RegionConfig(method=seed_rule(method))
         if method in REGION_METHODS and region.method != seed_rule(method):
             raise InputError(f"method {method} takes the {seed_rule(method)} seed rule, but the region "

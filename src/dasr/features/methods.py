@@ -4,14 +4,14 @@
 * ``dasr-star``: every cell above the map's mean as a seed, NMS at β = 0.3;
 * ``fixed-box``: the control: DASR*'s seeds and NMS, but every box a fixed square centred on
   its seed (what the backprop's shape estimate adds is DASR* minus this);
-* ``gap`` (SPoC), ``mac``, ``rmac``, ``crow``: one whole-image vector (a single "region").
+* ``gap`` (SPoC), ``mac``, ``rmac``, ``crow``, ``gem`` (p = 3): one whole-image vector (a single "region").
 """
 
 from __future__ import annotations
 
 from dasr.errors import InputError
 
-GLOBAL_METHODS = ("gap", "mac", "rmac", "crow")
+GLOBAL_METHODS = ("gap", "mac", "rmac", "crow", "gem")
 REGION_METHODS = ("dasr", "dasr-star", "fixed-box")
 ALL_METHODS = REGION_METHODS + GLOBAL_METHODS
 

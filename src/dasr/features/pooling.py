@@ -17,7 +17,12 @@ Global descriptors:
   (Tolias et al., "Particular object retrieval with integral max-pooling of
   CNN activations", ICLR 2016),
 * :func:`crow` - cross-dimensional weighting (Kalantidis et al., "Cross-
-  dimensional weighting for aggregated deep convolutional features", ECCVW 2016).
+  dimensional weighting for aggregated deep convolutional features", ECCVW 2016),
+* :func:`gem` - generalized mean pooling with p = 3 (Radenović et al., "Fine-tuning
+  CNN image retrieval with no human annotation", TPAMI 2018: their fixed-p default).
+
+Region pooling (:func:`pool_regions`): ``avg`` (the paper), ``max``, or ``gem`` (p = 3, as the
+authors' evaluation code pools its regions).
 
 None of the global descriptors is normalised here: the caller applies the
 l2 -> PCA-whitening -> l2 post-processing (:func:`dasr.features.whitening.postprocess`).
@@ -40,7 +45,16 @@ __all__ = [
     "rmac_regions",
     "rmac",
     "crow",
+    "gem",
+    "GEM_P",
+    "POOLINGS",
 ]
+
+# The region poolings (:func:`pool_regions`'s modes).
+POOLINGS = ("avg", "max", "gem")
+# GeM's exponent (Radenović et al.'s fixed p) and the floor it raises (their eps: x >= 1e-6).
+GEM_P = 3.0
+GEM_EPS = 1e-6
 
 # Tolerance (in cell units) when converting pixel coordinates to cells, so that
 # a coordinate that should sit exactly on a cell border but arrives as
@@ -160,7 +174,7 @@ def _check_cells(cells: np.ndarray, H: int, W: int) -> np.ndarray:
 def pool_regions(
     fmap: np.ndarray,
     cells: np.ndarray,
-    mode: Literal["avg", "max"] = "avg",
+    mode: Literal["avg", "max", "gem"] = "avg",
 ) -> np.ndarray:
     """Pool a feature map inside many rectangular cell ranges.
 
@@ -175,7 +189,8 @@ def pool_regions(
         cells: ``(n, 4)`` integer half-open ranges ``(r0, r1, c0, c1)``, e.g.
             from :func:`boxes_to_cells`; every range must be non-empty and
             inside the map.
-        mode: ``"avg"`` (DASR's region descriptor) or ``"max"``.
+        mode: ``"avg"`` (DASR's region descriptor), ``"max"`` or ``"gem"`` (the mean of
+            ``max(x, 1e-6) ** 3`` to the power 1/3, through the same integral image).
 
     Returns:
         ``(n, C)`` array of the map's floating dtype (float32 for float32
@@ -189,12 +204,15 @@ def pool_regions(
     H, W, C = fmap.shape
     cells = _check_cells(cells, H, W)
     n = cells.shape[0]
-    if mode not in ("avg", "max"):
-        raise ValueError(f"mode must be 'avg' or 'max', got {mode!r}")
+    if mode not in ("avg", "max", "gem"):
+        raise ValueError(f"mode must be 'avg', 'max' or 'gem', got {mode!r}")
     if n == 0:
         return np.zeros((0, C), dtype=fmap.dtype)
     r0, r1, c0, c1 = cells.T
 
+    if mode == "gem":
+        powered = np.maximum(fmap.astype(np.float64), GEM_EPS) ** GEM_P
+        return (pool_regions(powered, cells, "avg") ** (1.0 / GEM_P)).astype(fmap.dtype)
     if mode == "avg":
         # Zero-padded first row/column so that the sum over [r0, r1) x [c0, c1)
         # is I[r1, c1] - I[r0, c1] - I[r1, c0] + I[r0, c0] without special cases.
@@ -384,8 +402,22 @@ def crow(
     return f.astype(fmap.dtype)
 
 
+def gem(fmap: np.ndarray) -> np.ndarray:
+    """Global GeM pooling, p = :data:`GEM_P` (Radenović et al.).
+
+    Args:
+        fmap: ``(H, W, C)`` feature map (non-negative: post-ReLU).
+
+    Returns:
+        ``(C,)`` ``(mean over positions of max(x, 1e-6)^p)^(1/p)`` (not normalised).
+    """
+    fmap = _check_fmap(fmap)
+    powered = np.maximum(fmap.astype(np.float64), GEM_EPS) ** GEM_P
+    return (powered.mean(axis=(0, 1)) ** (1.0 / GEM_P)).astype(fmap.dtype)
+
+
 def global_descriptor(fmap: np.ndarray, method: str) -> np.ndarray:
-    """One vector for a (H, W, C) map: ``gap`` (SPoC), ``mac``, ``rmac`` (L=3), ``crow``."""
+    """One vector for a (H, W, C) map: ``gap`` (SPoC), ``mac``, ``rmac`` (L=3), ``crow``, ``gem`` (p=3)."""
     if method == "gap":
         return gap(fmap)
     if method == "mac":
@@ -394,17 +426,20 @@ def global_descriptor(fmap: np.ndarray, method: str) -> np.ndarray:
         return rmac(fmap, L=3)
     if method == "crow":
         return crow(fmap)
+    if method == "gem":
+        return gem(fmap)
     raise ValueError(f"unknown global method {method!r}")
 
 
-def pool_boxes(fmap: np.ndarray, boxes: np.ndarray, stride: int, how: Literal["avg", "max"] = "avg") -> np.ndarray:
+def pool_boxes(fmap: np.ndarray, boxes: np.ndarray, stride: int, how: Literal["avg", "max", "gem"] = "avg"
+               ) -> np.ndarray:
     """Pools ``fmap`` inside boxes given in network-input pixels (:func:`boxes_to_cells`, :func:`pool_regions`).
 
     Args:
       fmap: (H, W, C) feature map of stride ``stride``.
       boxes: (n, 4) x1, y1, x2, y2 in network-input pixels.
       stride: pixels per cell.
-      how: ``avg`` (the paper) or ``max``.
+      how: ``avg`` (the paper), ``max`` or ``gem``.
 
     Returns:
       (n, C) float32; (0, C) for no boxes.

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from dasr.errors import InputError
 from dasr.features.methods import REGION_METHODS, check_method, seed_rule
+from dasr.features.pooling import POOLINGS
 from dasr.regions import METHOD_DEFAULT, RegionConfig
 
 if TYPE_CHECKING:  # the network is imported when a spec is built, not when options are parsed
     from dasr.features.extractor import Extractor
 
-POOLINGS = ("avg", "max")
 BACKBONES = ("resnet50", "vgg16")
 DEFAULT_FIXED_BOX_SIDE = 96.0
 REGION_FIELDS = tuple(f.name for f in dataclasses.fields(RegionConfig) if f.name != "method")
@@ -39,7 +39,7 @@ class ExtractorSpec:
       weights: ``imagenet``, ``random`` (an untrained, seeded network) or a ``.weights.h5`` path.
       feature_layer: the layer pooled inside each box (None: the backbone's default,
         ``conv5_block1_out``, the paper's Block4_unit1).
-      pooling: ``avg`` (the paper) or ``max``.
+      pooling: ``avg`` (the paper), ``max`` or ``gem`` (p = 3, as the authors' evaluation code).
       fixed_box_side: box side, in network-input pixels, of the ``fixed-box`` control.
       region: the region settings; their seed rule follows ``method``
         (:func:`~dasr.features.methods.seed_rule`), and so does β when left out.
