@@ -103,12 +103,11 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="backprop compute type (auto: bfloat16 where the hardware computes it)")
     p.add_argument("--strided-conv", default=RULE_DEFAULT, choices=STRIDED_CONV_RULES,
-                   help="strided 1x1 convolutions in the backprop: their 2x2 window, or the exact sampled cell "
-                        "(default: %(default)s: window for paper, exact for authors, as their code)")
+                   help="default %(default)s (window for paper, exact for authors, as their code): strided 1x1 "
+                        "convolutions in the backprop: their 2x2 window, or the exact sampled cell")
     p.add_argument("--resize", default=RULE_DEFAULT, choices=RESIZE_RULES,
-                   help="round-area: short side rounded, area filter when shrinking; truncate-bilinear: the "
-                        "authors' (short side truncated, Pillow's bilinear) (default: %(default)s: round-area for paper, "
-                        "truncate-bilinear for authors)")
+                   help="default %(default)s (for paper: round-area, the short side rounded, area filter "
+                        "when shrinking; for authors: their resize, the short side truncated, Pillow's bilinear)")
     p.add_argument("--integer-boxes", action="store_true",
                    help="cut boxes to whole pixels as the authors' code does (default: continuous boxes)")
     p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")
