@@ -15,21 +15,7 @@ __all__ = ["load_instance_track", "read_instance_track_folder"]
 def load_instance_track(root: str | Path, check_images: bool = True) -> Benchmark:
     """The shared tracking-derived instance-search set (Instance-160 recipe).
 
-    Database: the ``reference`` rows of ``annotations.csv`` in file order. Queries: the
-    ``query`` rows in file order, named by their ``instance``, with the csv box; positives are
-    the references that ``gt.txt`` lists for the query, with their csv boxes. Every ``gt.txt``
-    line is checked (``N`` matches, every path is an ``annotations.csv`` reference).
-
-    Args:
-        root: the ``instance-track`` folder.
-        check_images: also check that every image file exists.
-
-    Returns:
-        The benchmark (``ap='instance'``).
-
-    Raises:
-        DatasetMissingError: the folder, a file or an image is missing.
-        ValueError: a malformed csv row or ``gt.txt`` line (file and line named).
+    :func:`read_instance_track_folder` of ``root`` as ``instance-track`` (``root``: that folder).
     """
     return read_instance_track_folder(root, "instance-track", check_images)
 
@@ -37,9 +23,12 @@ def load_instance_track(root: str | Path, check_images: bool = True) -> Benchmar
 def read_instance_track_folder(root: str | Path, name: str, check_images: bool = True) -> Benchmark:
     """Any folder in the instance-track format, as the benchmark ``name``.
 
-    The parsing and checks of :func:`load_instance_track`, shared by the benchmarks built in that
-    format (``copy-paste``, :mod:`dasr.eval.datasets.copy_paste`): errors name ``name`` and the
-    returned ``Benchmark.name`` is ``name``.
+    Database: the ``reference`` rows of ``annotations.csv`` in file order. Queries: the
+    ``query`` rows in file order, named by their ``instance``, with the csv box; positives are
+    the references that ``gt.txt`` lists for the query, with their csv boxes. Every ``gt.txt``
+    line is checked (``N`` matches, every path is an ``annotations.csv`` reference).  Shared by
+    the benchmarks built in that format (``copy-paste``, :mod:`dasr.eval.datasets.copy_paste`):
+    errors name ``name`` and the returned ``Benchmark.name`` is ``name``.
 
     Args:
         root: the folder (``annotations.csv``, ``gt.txt``, the images).
