@@ -179,9 +179,9 @@ def main() -> None:
         "without the merge (Python, numpy, h5py and the dasr.store imports). The merged store was "
         "checked: every image once in list order, and sampled rows equal to their shard's.",
         "",
-        f"The `dasr merge` command's process also holds what `dasr.cli` imports for the other commands "
-        f"(TensorFlow, Keras): {cli_base:.0f} MiB before any work (`dasr --version`); the merge adds "
-        f"{cli_rss - cli_base:.0f} MiB to it.",
+        f"The `dasr merge` command's process holds {cli_base:.0f} MiB before any work (`dasr --version`: "
+        f"the command line imports no network; TensorFlow and Keras are imported by the commands that "
+        f"run one); the merge adds {cli_rss - cli_base:.0f} MiB to it.",
         "",
     ]
     text = "\n".join(lines)
