@@ -8,7 +8,7 @@ SET := $(if $(BENCH),--set bench=$(BENCH),)
 SETS ?=
 
 .PHONY: install demo test test-fast bench reproduce-table1 reproduce-table2 reproduce-table3 \
-        ablation-layers ablation-nms localization fidelity bfloat16 scalability figures gpu-bundle search-scale clean
+        ablation-layers ablation-nms localization fidelity silent-choices bfloat16 scalability figures gpu-bundle search-scale clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,10 @@ localization: install
 # The paper's rule vs the authors' released rule; BENCH=paris6k-subset for the official Paris6k lists.
 fidelity: install
 	$(DASR) reproduce experiments/fidelity.toml $(SET) $(SETS)
+
+# The paper rule's silent choices (strided 1x1, residual Add, max pooling) side by side (real weights).
+silent-choices: install
+	$(DASR) reproduce experiments/silent_choices.toml $(SET) $(SETS)
 
 # bfloat16 against float32 (DASR and DASR*, real weights): the measurement behind `--dtype auto`.
 bfloat16: install

@@ -117,3 +117,16 @@ def test_variants_sit_beside_their_paper_rule_cells_and_keep_the_others_unchange
 def test_a_bad_variant_stops_the_run_before_any_work(variant, message):
     with pytest.raises(ValueError, match=message):
         build_cells(apply_overrides(load_config(EXPERIMENTS / "fidelity.toml"), [f"variants={variant}"]))
+
+
+def test_silent_choices_change_one_choice_each_beside_the_default():
+    cfg = load_config(EXPERIMENTS / "silent_choices.toml")
+    by = {c.label: cell_spec(cfg, c).region for c in build_cells(cfg)}
+    assert set(by) == {"dasr-star", "dasr-star strided-exact", "dasr-star add-input-share", "dasr-star add-copy",
+                       "dasr-star maxpool-winner", "fixed-box"}
+    default = by["dasr-star"]
+    assert (default.strided_conv, default.add_rule, default.maxpool_rule) == ("window", "positive-share", "window")
+    changed = {label: {k for k, v in r.as_dict().items() if v != default.as_dict()[k]}
+               for label, r in by.items() if label.startswith("dasr-star ")}
+    assert changed == {"dasr-star strided-exact": {"strided_conv"}, "dasr-star add-input-share": {"add_rule"},
+                       "dasr-star add-copy": {"add_rule"}, "dasr-star maxpool-winner": {"maxpool_rule"}}

@@ -117,10 +117,22 @@ def cb2_to_p1(model, acts, pb):
     return rule(acts["p1"], L, pb)
 
 
-def p1_to_relu1(acts, p):
-    """Max pooling p1 as an all-ones window: P at relu1 (= P at bn1, the stride-2 stop)."""
-    L = dense(lambda t: sum_pool_np(t, 2, 1, "SAME"), acts["relu1"].shape)
-    return rule(acts["relu1"], L, p)
+def p1_to_relu1(acts, p, maxpool_rule="window"):
+    """Max pooling p1 (2x2, stride 1, same): as an all-ones window (``window``), or each output's
+    P to its window's first maximum in row-major order (``winner``): P at relu1 (the stride-2 stop)."""
+    if maxpool_rule == "window":
+        L = dense(lambda t: sum_pool_np(t, 2, 1, "SAME"), acts["relu1"].shape)
+        return rule(acts["relu1"], L, p)
+    a = acts["relu1"]
+    h, w, _ = a.shape
+    padded = np.pad(a, ((0, 1), (0, 1), (0, 0)), constant_values=-np.inf)  # 'same': bottom/right
+    out = np.zeros_like(a)
+    for i in range(h):
+        for j in range(w):
+            for ch in range(a.shape[2]):
+                k = int(np.argmax(padded[i:i + 2, j:j + 2, ch].ravel()))
+                out[i + k // 2, j + k % 2, ch] += p[i, j, ch]
+    return out
 
 
 def relu1_to_pixels(model, image, p):
@@ -138,10 +150,12 @@ def ca_matrix(model, acts, sign=1.0):
     return dense(lambda t: conv_np(sum_pool_np(t, 2, 2, "SAME") / 4.0, ka, 1, "VALID"), acts["p1"].shape)
 
 
-def reference_maps(model, image, seeds, level="pixels"):
+def reference_maps(model, image, seeds, level="pixels", add_rule="positive-share", maxpool_rule="window"):
     """The whole backprop of ``tiny_net`` in float64 with dense matrices; also the mass per stage.
 
-    ``level="relu1"``: stop at relu1 (the stride-2 stop), one value per 2 pixels."""
+    ``level="relu1"``: stop at relu1 (the stride-2 stop), one value per 2 pixels.  ``add_rule``:
+    the Add split by the branches' positive parts, by their signed shares of the sum
+    (``input-share``) or copied into both (``copy``); ``maxpool_rule``: see :func:`p1_to_relu1`."""
     acts = reference_activations(model, image)
     top = acts["top"]
     maps, masses = [], []
@@ -149,11 +163,15 @@ def reference_maps(model, image, seeds, level="pixels"):
         p = np.zeros_like(top)
         p[r, c] = top[r, c]
         stage = [p.sum()]
-        # Add: split by positive contributions
-        a_pos, b_pos = np.maximum(acts["bna"], 0), np.maximum(acts["bnb"], 0)
-        tot = a_pos + b_pos
-        pa = np.divide(p * a_pos, tot, out=np.zeros_like(p), where=tot > 0)
-        pb = np.divide(p * b_pos, tot, out=np.zeros_like(p), where=tot > 0)
+        if add_rule == "copy":
+            pa, pb = p.copy(), p.copy()
+        else:  # split by the positive contributions, or by the signed ones
+            a_in, b_in = acts["bna"], acts["bnb"]
+            if add_rule == "positive-share":
+                a_in, b_in = np.maximum(a_in, 0), np.maximum(b_in, 0)
+            tot = a_in + b_in
+            pa = np.divide(p * a_in, tot, out=np.zeros_like(p), where=tot != 0)
+            pb = np.divide(p * b_in, tot, out=np.zeros_like(p), where=tot != 0)
         stage.append(pa.sum() + pb.sum())
         # branch b: cb3(+bnb) 1x1 -> avgpool -> cb1(relu) 3x3 same
         k3 = folded(model, "cb3", "bnb")
@@ -163,7 +181,7 @@ def reference_maps(model, image, seeds, level="pixels"):
         pa = rule(acts["p1"], ca_matrix(model, acts), pa)
         p = pa + pb
         stage.append(p.sum())
-        p = p1_to_relu1(acts, p)
+        p = p1_to_relu1(acts, p, maxpool_rule)
         stage.append(p.sum())
         if level == "pixels":
             p = relu1_to_pixels(model, image, p)
@@ -318,6 +336,12 @@ AUTHORS_CASES = {
     "authors": {"rule": "authors", "strided_conv": "window"},
     "authors_exact": {"rule": "authors", "strided_conv": "exact"},
 }
+# The paper rule's residual-Add and max-pooling variants, compared with :func:`reference_maps`.
+VARIANT_CASES = {
+    "add_input_share": {"add_rule": "input-share"},
+    "add_copy": {"add_rule": "copy"},
+    "maxpool_winner": {"maxpool_rule": "winner"},
+}
 # Contrastive excitation backprop, compared with :func:`contrastive_reference_maps` (not stored either).
 CONTRASTIVE_CASES = {
     "contrastive": {"contrastive": True},
@@ -336,7 +360,7 @@ def backprop_maps(model: keras.Model, image: np.ndarray, seeds: np.ndarray,
 
     out = {}
     for name in cases:
-        kwargs = {**FIXTURE_CASES, **AUTHORS_CASES, **CONTRASTIVE_CASES}[name]
+        kwargs = {**FIXTURE_CASES, **AUTHORS_CASES, **CONTRASTIVE_CASES, **VARIANT_CASES}[name]
         if kwargs.get("dtype") == "bfloat16" and bf16_unavailable():
             continue
         bp = ProbabilityBackprop(model, "top", input_offset=OFFSET, **{"dtype": "float32", **kwargs})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from backprop_reference import OFFSET, reference_maps, tiny_net
+from backprop_reference import OFFSET, VARIANT_CASES, backprop_maps, reference_maps, tiny_net
 from conftest import skip_without_bf16
 from tolerances import backprop_bound
 from dasr.model.backprop import ProbabilityBackprop
@@ -144,3 +144,19 @@ def test_seed_probabilities_one_hot():
     assert p.shape == (1, 2, 3, 2)
     np.testing.assert_array_equal(p[0, 1, 2], [10, 11])
     assert p.sum() == 21
+
+
+@pytest.mark.parametrize("case", sorted(VARIANT_CASES))
+def test_add_and_maxpool_variants_match_float64_reference(net_and_image, case):
+    """Each silent choice of the paper rule against its own dense float64 reference; they differ
+    from the default, and only the copy changes the mass (it doubles it at the Add)."""
+    model, image = net_and_image
+    seeds = np.array([[0, 0], [1, 2], [3, 3], [2, 1]])
+    got = backprop_maps(model, image, seeds, cases=(case, "float32"))
+    want, masses = reference_maps(model, image, seeds, **VARIANT_CASES[case])
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got[case], want, rtol=backprop_bound("float32"), atol=1e-5 * scale)
+    assert np.abs(got[case] - got["float32"]).max() > 0.01 * scale
+    np.testing.assert_allclose(got[case].sum((1, 2)), masses[:, -1], rtol=1e-4)
+    factor = 2.0 if case == "add_copy" else 1.0
+    np.testing.assert_allclose(masses[:, 1], factor * masses[:, 0], rtol=1e-9)

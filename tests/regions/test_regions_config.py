@@ -73,3 +73,15 @@ def test_strided_conv_and_resize_follow_the_rule_unless_given():
     for bad in ({"strided_conv": "diagonal"}, {"resize": "nearest"}, {"integer_boxes": "yes"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RegionConfig(**bad)
+
+
+def test_add_and_maxpool_rules_are_the_paper_rules_and_recorded_only_when_changed():
+    assert "add_rule" not in RegionConfig().recorded() and "maxpool_rule" not in RegionConfig().recorded()
+    changed = RegionConfig(add_rule="input-share", maxpool_rule="winner").recorded()
+    assert (changed["add_rule"], changed["maxpool_rule"]) == ("input-share", "winner")
+    with pytest.raises(ValueError, match="authors' rule copies"):
+        RegionConfig(rule="authors", add_rule="copy")
+    with pytest.raises(ValueError, match="contrastive"):
+        RegionConfig(maxpool_rule="winner", contrastive=True)
+    with pytest.raises(ValueError, match="add_rule must be one of"):
+        RegionConfig(add_rule="sum")

@@ -15,7 +15,8 @@ from dasr.features.methods import ALL_METHODS
 from dasr.features.pooling import POOLINGS
 from dasr.features.spec import BACKBONES, ExtractorSpec
 from dasr.regions import METHOD_DEFAULT
-from dasr.regions.config import INPUT_RULES, RESIZE_RULES, RULE_DEFAULT, RULES, STRIDED_CONV_RULES
+from dasr.regions.config import (ADD_RULES, INPUT_RULES, MAXPOOL_RULES, RESIZE_RULES, RULE_DEFAULT, RULES,
+                                 STRIDED_CONV_RULES)
 from dasr.search.region_index import DEFAULT_CANDIDATES, INDEX_KINDS
 
 # ----------------------------------------------------------------------------- value types
@@ -108,6 +109,12 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", default=RULE_DEFAULT, choices=RESIZE_RULES,
                    help="default %(default)s (for paper: round-area, the short side rounded, area filter "
                         "when shrinking; for authors: their resize, the short side truncated, Pillow's bilinear)")
+    p.add_argument("--add-rule", default="positive-share", choices=ADD_RULES,
+                   help="default %(default)s: the paper rule's residual Add: split P by the branches' positive "
+                        "parts, by their signed shares of the output (TorchRay), or copy it into both branches")
+    p.add_argument("--maxpool-rule", default="window", choices=MAXPOOL_RULES,
+                   help="default %(default)s: the paper rule's max pooling: a window of ones (the paper) or "
+                        "winner takes all")
     p.add_argument("--integer-boxes", action="store_true",
                    help="cut boxes to whole pixels as the authors' code does (default: continuous boxes)")
     p.add_argument("--seed-chunk", type=POSITIVE_INT, default=16, help="seeds back-propagated together")
@@ -150,6 +157,7 @@ def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
         weighted_moments=args.weighted_moments, max_side=args.max_side, input_rule=args.input_rule,
         strided_conv=args.strided_conv, stop_stride=args.stop_stride, cascade_stride=args.cascade_stride,
         backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds, rule=args.rule,
-        contrastive=args.contrastive, resize=args.resize, integer_boxes=args.integer_boxes)
+        contrastive=args.contrastive, resize=args.resize, integer_boxes=args.integer_boxes,
+        add_rule=args.add_rule, maxpool_rule=args.maxpool_rule)
 
 

@@ -143,7 +143,8 @@ class Extractor:
         return ProbabilityBackprop(
             self.backbone.model, self.backbone.top_layer, input_offset=IMAGENET_BGR_MEAN,
             input_rule=r.input_rule, strided_conv=r.strided_conv, stop_stride=stop_stride, dtype=r.backprop_dtype,
-            rule=r.rule, contrastive=r.contrastive, extra_outputs=extra_outputs)
+            rule=r.rule, contrastive=r.contrastive, extra_outputs=extra_outputs, add_rule=r.add_rule,
+            maxpool_rule=r.maxpool_rule)
 
     def config(self) -> dict:
         """The flat configuration every store records (and checks on reopening)."""

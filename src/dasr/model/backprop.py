@@ -19,9 +19,13 @@ with only the positive weights ``W⁺``, biases ignored.  Every layer is such a 
 * ``ReLU`` / ``Activation("relu")`` and a Conv2D's own ReLU pass P through; ``ZeroPadding2D``
   crops it; a BN that follows no conv passes P where its scale is positive.
 * Residual ``Add``: P(B) is split between the branches in proportion to their positive
-  contributions ``a_i⁺ / Σ_j a_j⁺``, so the probability mass is conserved.  (The authors'
-  released code copies P(B) into both branches instead, which doubles the mass at each
-  block and weights the shortcut path as much as the residual one.)
+  contributions ``a_i⁺ / Σ_j a_j⁺``, so the probability mass is conserved (``add_rule=
+  "positive-share"``, default).  ``"input-share"`` splits by the signed shares ``a_i / Σ_j a_j``
+  (TorchRay's excitation backprop for ResNets); ``"copy"`` copies P(B) into both branches, as
+  the authors' released code, which doubles the mass at each block and weights the shortcut
+  path as much as the residual one.
+* Max pooling is an all-ones window (the paper; ``maxpool_rule="window"``, default) or
+  winner-take-all (``"winner"``: each output's P goes to its window's maximum).
 
 The last step reaches the pixels through the first convolution, whose input is the
 mean-subtracted image (negative values).  ``input_rule`` chooses what plays ``A`` there:
@@ -72,7 +76,7 @@ from dasr.model import contrast, transpose
 from dasr.model.moments import device_ellipses
 from dasr.model.device import resolve_dtype
 from dasr.model.graph import Op, bn_scale, stop_point, trace_graph
-from dasr.regions.config import INPUT_RULES, RULE_DEFAULTS
+from dasr.regions.config import ADD_RULES, INPUT_RULES, MAXPOOL_RULES, RULE_DEFAULTS
 
 # The authors' code (PRM's PostHook): 1 / (|Z| + eps), and 0 where Z < eps.
 AUTHORS_EPS = 1e-10
@@ -108,6 +112,9 @@ class ProbabilityBackprop:
       rule: ``paper`` (Eq. 2-3) or ``authors`` (the released code's; ``input_offset`` and
         ``input_rule`` do not apply: every convolution shifts its own input).
       contrastive: subtract the dual's map (:mod:`dasr.model.contrast`; the paper's rule only).
+      add_rule, maxpool_rule: the paper rule's residual Add (``positive-share``, ``input-share``,
+        ``copy``) and max pooling (``window``, ``winner``), see
+        :data:`dasr.regions.config.ADD_RULES`; the authors' rule always copies and takes the winner.
 
     Raises:
       ValueError: an unknown rule; ``contrastive`` where :func:`~dasr.model.contrast.find_dual` refuses it.
@@ -116,12 +123,15 @@ class ProbabilityBackprop:
     def __init__(self, model: keras.Model, top: str, *, input_offset=None,
                  input_rule: str = "raw", strided_conv: str | None = None, stop_stride: int = 1,
                  extra_outputs: tuple[str, ...] = (), dtype: str = "float32", rule: str = "paper",
-                 contrastive: bool = False):
+                 contrastive: bool = False, add_rule: str = "positive-share", maxpool_rule: str = "window"):
         if input_rule not in INPUT_RULES:
             raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
         strided_conv = strided_conv or RULE_DEFAULTS[rule]["strided_conv"]
-        self.ops, self.input_id = trace_graph(model, top, strided_conv, rule)
+        if add_rule not in ADD_RULES or maxpool_rule not in MAXPOOL_RULES:
+            raise ValueError(f"add_rule must be one of {ADD_RULES} and maxpool_rule one of {MAXPOOL_RULES}")
+        self.ops, self.input_id = trace_graph(model, top, strided_conv, rule, maxpool_rule)
         self.rule = rule
+        self.add_rule = "copy" if rule == "authors" else add_rule
         self.strided_conv = strided_conv
         self.top = top
         self.input_rule = input_rule
@@ -237,10 +247,16 @@ class ProbabilityBackprop:
                 state[f"{op.name}/A"] = a
                 state[f"{op.name}/invZ"] = transpose.safe_inverse(
                     transpose.window_pool(a, op.pool_size, op.strides, op.padding))
-            elif op.kind == "add":
-                pos = [keras.ops.relu(values[i]) for i in op.inputs]
-                inv = transpose.safe_inverse(functools.reduce(keras.ops.add, pos))
-                for k, p in enumerate(pos):
+            elif op.kind == "maxpool":  # winner-take-all: the window's maximum gets the signal
+                state[f"{op.name}/A"] = values[op.inputs[0]]
+            elif op.kind == "add" and self.add_rule != "copy":
+                # positive-share: each branch's positive part over their sum; input-share: each
+                # branch's signed value over the output (where the output is not positive, the
+                # ReLU above it passed no signal down).
+                parts = [values[i] if self.add_rule == "input-share" else keras.ops.relu(values[i])
+                         for i in op.inputs]
+                inv = transpose.safe_inverse(functools.reduce(keras.ops.add, parts))
+                for k, p in enumerate(parts):
                     state[f"{op.name}/frac{k}"] = p * inv
         if self.dual is not None:
             state["dual/invZ"] = contrast.dual_inverse_normaliser(self.dual, kernels, state)
@@ -290,7 +306,7 @@ class ProbabilityBackprop:
                 give(op.inputs[0], p[:, t:h - b, l:w - r, :])
             elif op.kind == "add":
                 for k, src in enumerate(op.inputs):
-                    give(src, p if self.rule == "authors" else p * own(f"{op.name}/frac{k}", p))
+                    give(src, p if self.add_rule == "copy" else p * own(f"{op.name}/frac{k}", p))
             elif op.kind in ("conv", "pool"):
                 a = own(f"{op.name}/A", p)
                 y = p * own(f"{op.name}/invZ", p)

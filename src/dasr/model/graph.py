@@ -77,7 +77,7 @@ def _activation_name(fn) -> str:
 
 
 def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
-                rule: str = "paper") -> tuple[list[Op], str]:
+                rule: str = "paper", maxpool_rule: str = "window") -> tuple[list[Op], str]:
     """Turns the Keras graph below ``top`` into backprop ops (forward topological order).
 
     Args:
@@ -86,6 +86,8 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
       strided_conv: ``window`` or ``exact`` (see module docstring).
       rule: ``paper`` (BN folded into the kernels) or ``authors`` (BN, ReLU, pooling kept as
         their own ops with ordinary gradients).
+      maxpool_rule: the paper rule's max pooling: ``window`` (an all-ones window, ``pool``) or
+        ``winner`` (winner-take-all, ``maxpool``: the signal goes to each window's maximum).
 
     Returns:
       (ops, input_id): ops in forward order, and the tensor id of the network input.
@@ -166,8 +168,11 @@ def trace_graph(model: keras.Model, top: str, strided_conv: str = "window",
             ops.append(Op("relu" if authors and relu else "pass", name, src, name))
         elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
             kind = "pool"
+            is_max = isinstance(layer, keras.layers.MaxPooling2D)
             if authors:
-                kind = "maxpool" if isinstance(layer, keras.layers.MaxPooling2D) else "avgpool"
+                kind = "maxpool" if is_max else "avgpool"
+            elif is_max and maxpool_rule == "winner":
+                kind = "maxpool"
             ops.append(Op(kind, name, src, name, pool_size=tuple(layer.pool_size),
                           strides=tuple(layer.strides), padding=layer.padding.upper()))
         elif isinstance(layer, keras.layers.ZeroPadding2D):

@@ -26,6 +26,11 @@ STRIDED_CONV_RULES = ("window", "exact")
 # shrinking) or the authors' (short side truncated; Pillow's bilinear, as torchvision's Resize),
 # see :mod:`dasr.io.resize`.
 RESIZE_RULES = ("round-area", "truncate-bilinear")
+# The paper rule's residual Add: split P by the branches' positive parts (default), by their
+# signed shares of the output (TorchRay's excitation backprop), or copy it into both (the
+# authors' code); its max pooling: an all-ones window (the paper) or winner-take-all.
+ADD_RULES = ("positive-share", "input-share", "copy")
+MAXPOOL_RULES = ("window", "winner")
 # ``nms_iou`` left at this value takes the method's β (:func:`default_nms`).
 METHOD_DEFAULT = "method-default"
 # ``strided_conv`` and ``resize`` left at this value take the rule's (:data:`RULE_DEFAULTS`).
@@ -44,7 +49,7 @@ def default_nms(method: str) -> float | None:
 
 # Options added after stores existed, with their "off" value, which a store does not record.
 RECORDED_ONLY_WHEN_ON = {"cascade_stride": 1, "rule": "paper", "contrastive": False, "resize": "round-area",
-                        "integer_boxes": False}
+                        "integer_boxes": False, "add_rule": "positive-share", "maxpool_rule": "window"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class RegionConfig:
         the fast mode: coarser maps, not the paper's method).  ``strided_conv`` left out takes the
         rule's (:data:`RULE_DEFAULTS`: ``window`` for the paper rule, ``exact`` for the authors').
       resize: how the image is resized to ``max_side`` (:data:`RESIZE_RULES`); left out, the rule's.
+      add_rule, maxpool_rule: the paper rule's residual Add and max pooling (:data:`ADD_RULES`,
+        :data:`MAXPOOL_RULES`, :mod:`dasr.model.backprop`); the authors' rule has its code's
+        (copy, winner-take-all) and refuses others.
       integer_boxes: cut the stored boxes to integers as the authors' code does (each ellipse's
         box in whole resized pixels, then truncated in original pixels); False (default):
         continuous boxes.
@@ -98,6 +106,8 @@ class RegionConfig:
     contrastive: bool = False
     resize: str = RULE_DEFAULT
     integer_boxes: bool = False
+    add_rule: str = "positive-share"
+    maxpool_rule: str = "window"
 
     def __post_init__(self):
         # Values can come from a file (a store's configuration, an experiment config): a wrong type
@@ -107,7 +117,7 @@ class RegionConfig:
                  "max_seeds": (numbers.Integral, type(None)), "weighted_moments": (bool, np.bool_),
                  "method": (str,), "input_rule": (str,), "strided_conv": (str,), "backprop_dtype": (str,),
                  "rule": (str,), "contrastive": (bool, np.bool_), "resize": (str,),
-                 "integer_boxes": (bool, np.bool_)}
+                 "integer_boxes": (bool, np.bool_), "add_rule": (str,), "maxpool_rule": (str,)}
         for name, allowed in kinds.items():
             value = getattr(self, name)
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
@@ -131,6 +141,17 @@ class RegionConfig:
         for name, value in RULE_DEFAULTS[self.rule].items():
             if getattr(self, name) == RULE_DEFAULT:
                 object.__setattr__(self, name, value)
+        if self.add_rule not in ADD_RULES:
+            raise InputError(f"add_rule must be one of {', '.join(ADD_RULES)}, got {self.add_rule!r}")
+        if self.maxpool_rule not in MAXPOOL_RULES:
+            raise InputError(f"maxpool_rule must be one of {', '.join(MAXPOOL_RULES)}, got {self.maxpool_rule!r}")
+        if (self.add_rule, self.maxpool_rule) != ("positive-share", "window"):
+            if self.rule == "authors":
+                raise InputError("the authors' rule copies P at the Add and routes max pooling to the maximum, "
+                                 "as their code; add_rule and maxpool_rule are the paper rule's")
+            if self.contrastive:
+                raise InputError("contrastive excitation backprop is defined with the default add_rule and "
+                                 "maxpool_rule; drop one")
         if self.strided_conv not in STRIDED_CONV_RULES:
             raise InputError(f"strided_conv must be one of {', '.join(STRIDED_CONV_RULES)}, got {self.strided_conv!r}")
         if self.resize not in RESIZE_RULES:
