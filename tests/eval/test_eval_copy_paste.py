@@ -321,7 +321,7 @@ def test_registry_whitening_distractors_and_experiment():
     cfg = load_config(EXPERIMENTS / "copy_paste.toml")
     assert (cfg["task"], cfg["pca"], cfg["compare"], cfg["plot"]["kind"]) == ("instance", "none", "", "recall-iou")
     assert [s.name for s in resolve_benchmarks(cfg)] == ["copy-paste", "copy-paste-feathered"]
-    assert cfg["methods"] == ["dasr-star", "dasr", "fixed-box", "gap", "mac", "rmac", "crow"]
+    assert cfg["methods"] == ["dasr-star", "dasr", "fixed-box", "gap", "mac", "rmac", "crow", "gem"]
     for item in ("paris-landmarks", "instance-track"):
         scal = {**cfg, "task": "scalability", "distractors": item}
         with mock.patch("dasr.experiments.benchmarks.load_benchmark"), \
