@@ -50,8 +50,7 @@ import numpy as np
 
 from dasr.errors import InputError
 from dasr.experiments.simulated_distractors import (RealSet, RowFile, database_offsets, fit_mixture, fit_space,
-                                                    sample_chunk,
-                                                    load_real, map_at, prefix_offsets, write_database)
+                                                    load_real, map_at, prefix_offsets, sample_chunk, write_database)
 from dasr.features.whitening import l2_normalize
 from dasr.search.ann import plan_index
 from dasr.search.ranking import rank_images, top_regions
