@@ -71,12 +71,16 @@ def _assert_same_detection(cmp: dict, map_rtol: float) -> None:
     assert len(ref["peaks"]) > 0
     scale = ref["maps"].max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(cmp["main_maps"], ref["maps"], rtol=map_rtol, atol=map_rtol * scale.max())
-    # The same peaks survive NMS, with the same integer boxes.
+    # The same peaks survive NMS, with the same integer boxes up to one pixel: the maps agree to
+    # float32 round-off, which can move a pixel across the 95th percentile or a truncation (on this
+    # machine they are identical; another CPU's kernels round differently).
     kept = {tuple(ref["peaks"][k].tolist()) for k in ref["kept"]}
     assert cmp["main_seeds"] == kept
-    got = sorted(map(tuple, out.regions.boxes.astype(np.int64).tolist()))
-    want = sorted(map(tuple, ref["boxes"].astype(np.int64).tolist()))
-    assert got == want
+    by_seed = {tuple(s): b for s, b in zip(out.regions.seeds.tolist(), out.regions.boxes)}
+    for k in ref["kept"]:
+        got = by_seed[tuple(ref["peaks"][k].tolist())]
+        assert np.array_equal(got, np.trunc(got)), got  # whole pixels, as theirs
+        assert np.abs(got - ref["sites"][k]).max() <= 1, (got, ref["sites"][k])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
