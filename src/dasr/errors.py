@@ -17,3 +17,8 @@ class InputError(UserError, ValueError):
 
     A ValueError too, so that library callers may keep catching ValueError.
     """
+
+
+class InputWarning(UserWarning):
+    """A problem with the user's input that the run goes past (the command line prints it as one
+    line, ``dasr: warning: ...``)."""

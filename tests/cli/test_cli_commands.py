@@ -188,6 +188,33 @@ def test_whiten_refuses_the_index_itself(stores, dasr_cli) -> None:
     assert not whitening_files(stores["index"])
 
 
+def test_a_whitening_of_other_features_is_refused_and_one_without_record_warned(tmp_path, stores, dasr_cli,
+                                                                                sample_images) -> None:
+    """search and index build refuse a region whitening for a GAP store in one line; an unrecorded
+    whitening is used, with a one-line warning."""
+    regions_npz = tmp_path / "regions-whitening.npz"
+    rc, _, stderr = dasr_cli("whiten", "--index", stores["index"], "--learn-from", stores["other"],
+                             "--out", regions_npz)
+    assert rc == 0, stderr
+    gap = extract(dasr_cli, sample_images, tmp_path / "g.h5", "--method", "gap")
+    query = sample_images / "img00.jpg"
+    for argv in (("search", "--index", gap.path, "--query", query, "--pca", regions_npz),
+                 ("index", "build", gap.path, "--kind", "pq", "--pca", regions_npz, "--out", tmp_path / "i.npz")):
+        rc, stdout, stderr = dasr_cli(*argv)
+        assert rc == 2 and stderr.count("\n") == 1, stderr
+        assert stderr.startswith(f"dasr: error: {regions_npz}: learned on other features") and \
+            'descriptor: whitening="region" store="gap"' in stderr, stderr
+    assert not (tmp_path / "i.npz").exists()
+    with np.load(regions_npz, allow_pickle=False) as data:
+        np.savez(tmp_path / "unrecorded.npz", **{k: data[k] for k in data.files if k != "meta_json"},
+                 meta_json=np.array("{}"))
+    rc, stdout, stderr = dasr_cli("search", "--index", stores["index"], "--query", query, "--json",
+                                  "--pca", tmp_path / "unrecorded.npz")
+    assert rc == 0 and json.loads(stdout)["results"], stderr
+    assert stderr == f"dasr: warning: {tmp_path / 'unrecorded.npz'}: records no configuration of the features " \
+                     "it was learned on; used unchecked\n"
+
+
 # ----------------------------------------------------------------------------- global baseline
 def test_gap_baseline_extract_and_search(tmp_path, dasr_cli, sample_images) -> None:
     store = extract(dasr_cli, sample_images, tmp_path / "g.h5", "--method", "gap")

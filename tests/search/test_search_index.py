@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from dasr.search import SearchIndex
-from dasr.features.whitening import choose_whitening, learn_whitening, whitening_files, whitening_path
+from dasr.errors import InputError, InputWarning
+from dasr.features.whitening import (check_whitening, choose_whitening, learn_whitening, load_whitening,
+                                     save_whitening, whitening_files, whitening_path)
 from dasr.store import RegionStore, StoreWriter
 
 CFG = {"method": "dasr-star", "backbone": "test"}
@@ -85,3 +87,41 @@ def test_whitening_files_of_another_index_are_not_picked(tmp_path):
     odd = tmp_path / "[db].h5"
     learn_whitening(other, whitening_path(odd, "other", None))
     assert len(whitening_files(odd)) == 1
+
+
+def test_a_whitening_learned_on_other_features_is_refused_naming_the_keys(tmp_path):
+    """Layer, weights, pooling, scale or descriptor kind differ: refused; rule or dtype: used."""
+    rng = np.random.default_rng(3)
+    db = make_store(tmp_path / "db.h5", [rng.normal(size=(3, 2)) for _ in range(3)])
+    learned = {**CFG, "feature_layer": "conv5_block1_out", "weights": "aa", "max_side": 512, "pooling": "avg"}
+    params = {"mean": np.zeros(2), "projection": np.eye(2), "eigenvalues": np.ones(2)}
+    db_cfg = {**learned, "rule": "authors", "backprop_dtype": "bfloat16", "tau": 0.2}
+    good = tmp_path / "good.npz"
+    save_whitening(good, params, {"config": learned})
+    check_whitening(good, load_whitening(good)[1], db_cfg)       # changes which regions, not their meaning
+    for key, value, shown in [("feature_layer", "conv4_block6_out", '"conv4_block6_out"'),
+                              ("weights", "bb", '"bb"'), ("max_side", 1024, "1024"), ("pooling", "max", '"max"')]:
+        with pytest.raises(InputError, match=rf"bad\.npz: learned on other features .*{key}: whitening=.* "
+                                             rf"store={shown}"):
+            save_whitening(tmp_path / "bad.npz", params, {"config": learned})
+            check_whitening(tmp_path / "bad.npz", load_whitening(tmp_path / "bad.npz")[1], {**db_cfg, key: value})
+    with pytest.raises(InputError, match='descriptor: whitening="region" store="rmac"'):
+        check_whitening(good, {"config": learned}, {**db_cfg, "method": "rmac"})
+    # A global method's whitening does not whiten regions, nor another global method's.
+    with pytest.raises(InputError, match='descriptor: whitening="gem" store="mac"'):
+        check_whitening(good, {"config": {**learned, "method": "gem"}}, {**learned, "method": "mac"})
+    # SearchIndex.open applies it: the store's own configuration (CFG) lacks the learned keys.
+    save_whitening(whitening_path(tmp_path / "db.h5", "other", None), params, {"config": learned})
+    with pytest.raises(InputError, match="feature_layer: whitening=\"conv5_block1_out\" store=<missing>"):
+        SearchIndex.open(tmp_path / "db.h5")
+    assert len(db) == 3
+
+
+def test_a_whitening_without_its_record_is_used_with_a_warning(tmp_path):
+    rng = np.random.default_rng(4)
+    make_store(tmp_path / "db.h5", [rng.normal(size=(3, 2)) for _ in range(3)])
+    path = whitening_path(tmp_path / "db.h5", "old", None)
+    save_whitening(path, {"mean": np.zeros(2), "projection": 2 * np.eye(2), "eigenvalues": np.ones(2)}, {})
+    with pytest.warns(InputWarning, match=r"db\.h5\.whitening-old-all\.npz: records no configuration"):
+        index, choice = SearchIndex.open(tmp_path / "db.h5")
+    assert choice.path == path and index.whitening["projection"][0, 0] == 2

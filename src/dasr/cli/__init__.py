@@ -17,10 +17,11 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from dasr.cli.backend import requested_backend, select_backend
 from dasr.cli.quiet import quiet_tensorflow_import
-from dasr.errors import UserError
+from dasr.errors import InputWarning, UserError
 
 # TensorFlow's start-up chatter buries the output people came for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +47,17 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _one_line_input_warnings(default):
+    """``warnings.showwarning`` that prints an :class:`InputWarning` as one line, like the errors,
+    and hands any other warning to ``default``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"dasr: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def _main(argv: list[str] | None) -> int:
     # Image names that are not valid UTF-8 are str with surrogate escapes; a strict stdout (any
     # UTF-8 locale but C/POSIX) would fail on them: print their original bytes instead, like ls.
@@ -69,6 +81,8 @@ def _main(argv: list[str] | None) -> int:
 
     args = build_parser().parse_args(argv)
     debug = args.debug or debug
+    previous_show = warnings.showwarning
+    warnings.showwarning = _one_line_input_warnings(previous_show)
     try:
         return args.func(args)
     except UserError as e:
@@ -84,4 +98,6 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("dasr: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_show
 

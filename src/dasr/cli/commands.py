@@ -19,12 +19,11 @@ import numpy as np
 from dasr.cli.options import spec_from_args
 from dasr.errors import UserError
 from dasr.features.spec import extractor_for_store
-from dasr.features.whitening import load_whitening
 from dasr.io.atomic import atomic_write_bytes
 from dasr.io.images import ImageError, load_image
 from dasr.io.outputs import check_output_folder, check_output_path
 from dasr.search import SearchIndex
-from dasr.features.whitening import choose_whitening, learn_whitening, whitening_path
+from dasr.features.whitening import choose_whitening, learn_whitening, load_whitening_for, whitening_path
 from dasr.search.query import parse_box, search_box
 from dasr.search.region_index import build_region_index, open_region_index, region_index_path
 from dasr.store import RegionStore, parse_shard
@@ -211,7 +210,7 @@ def cmd_whiten(args: argparse.Namespace) -> int:
 def cmd_index_build(args: argparse.Namespace) -> int:
     out = check_output_path(args.out or region_index_path(args.store, args.kind), [args.store], (".npz",), "--out")
     choice = choose_whitening(args.store, args.pca)
-    params = load_whitening(choice.path)[0] if choice.path else None
+    params = load_whitening_for(choice.path, RegionStore.open(args.store).config) if choice.path else None
     path, meta = build_region_index(args.store, params, args.kind, out, args.bytes_per_region,
                                     nbits=args.nbits, nlist=args.nlist, nprobe=args.nprobe,
                                     whitening_path=choice.path)

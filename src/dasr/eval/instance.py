@@ -30,7 +30,7 @@ from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_q
 from dasr.features.extractor import Extractor
 from dasr.io.images import load_image
 from dasr.search import Ranking, SearchIndex
-from dasr.features.whitening import learn_whitening, whitening_path
+from dasr.features.whitening import check_whitening, learn_whitening, whitening_path
 from dasr.search.region_index import DEFAULT_CANDIDATES, open_region_index, region_index_path
 from dasr.store import RegionStore
 from dasr.store.cache import ensure_store
@@ -239,7 +239,10 @@ def evaluate(extractor: Extractor, benchmark: str, root: str | os.PathLike | Non
         whitening = learn_whitening(src_store, wpath, dim=pca_dim)
         whitening_info = WhiteningInfo(mode="other", source=src_label, dim=int(whitening["projection"].shape[1]),
                                        learning_vectors=int(len(src_store.features)), path=os.fspath(wpath))
-    index = SearchIndex(RegionStore.open(db_store), whitening)
+    db = RegionStore.open(db_store)
+    if whitening is not None:
+        check_whitening(wpath, {"config": src_store.config}, db.config)
+    index = SearchIndex(db, whitening)
     if index_kind != "exact":
         index.region_index = open_region_index(region_index_path(db_store, index_kind), db_store, whitening,
                                                candidates)

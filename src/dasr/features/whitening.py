@@ -6,7 +6,8 @@ on an independent collection (e.g. Paris6k features for Oxford5k queries;
 which collection teaches which benchmark is :func:`dasr.eval.pca_source.pca_source`).
 A store keeps its whitenings next to it, one file per source collection and
 dimension (:func:`whitening_path`), so that runs with another source or dimension
-never overwrite each other's; :func:`choose_whitening` picks the one a search uses.
+never overwrite each other's; :func:`choose_whitening` picks the one a search uses, and
+:func:`load_whitening_for` refuses one learned on features that mean something else.
 
 The whitening parameters are a plain ``dict`` of numpy arrays:
 
@@ -33,8 +34,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from dasr.errors import InputError
+from dasr.errors import InputError, InputWarning
+from dasr.features.methods import GLOBAL_METHODS
 from dasr.io.atomic import atomic_path
+from dasr.store.config import config_differences, format_differences
 
 __all__ = [
     "l2_normalize",
@@ -43,6 +46,10 @@ __all__ = [
     "postprocess",
     "save_whitening",
     "load_whitening",
+    "FEATURE_KEYS",
+    "feature_meaning",
+    "check_whitening",
+    "load_whitening_for",
     "whitening_path",
     "whitening_files",
     "learn_whitening",
@@ -356,6 +363,56 @@ def load_whitening(
         raise InputError(f"{path}: not a usable whitening (its projection is all zero)")
     _check_params(params)
     return params, meta
+
+
+# What a descriptor's coordinates mean: the network, its weights, the layer, the input's scale,
+# how a box's cells are pooled, and the kind of descriptor (a region's pooled cells, or one of
+# the global methods). The rest of a store's configuration changes which regions there are (rule,
+# tau, beta, seeds, resampling filter) or only their rounding (dtype, backend, version): a
+# whitening carries over those, and refusing them would refuse every float32/bfloat16 pair.
+FEATURE_KEYS = ("backbone", "weights", "feature_layer", "max_side", "pooling", "descriptor")
+
+
+def feature_meaning(config: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`FEATURE_KEYS` of a store configuration (``descriptor``: the global method, or
+    ``region`` for DASR, DASR* and the fixed boxes, which pool the same feature map in boxes)."""
+    method = config.get("method")
+    meaning = {key: config[key] for key in FEATURE_KEYS if key != "descriptor" and key in config}
+    meaning["descriptor"] = method if method in GLOBAL_METHODS else "region"
+    return meaning
+
+
+def check_whitening(path: str | os.PathLike, meta: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuses a whitening learned on features that mean something else than a store's.
+
+    Args:
+      path: the whitening file (named in the messages).
+      meta: its metadata (:func:`load_whitening`); ``meta["config"]`` is the configuration of the
+        store it was learned on (:func:`learn_whitening` records it).
+      config: the configuration of the store it is about to whiten.
+
+    Raises:
+      InputError: a :data:`FEATURE_KEYS` entry differs; the message names each.
+
+    Warns:
+      InputWarning: the file records no configuration (it cannot be checked; it is used).
+    """
+    learned = meta.get("config")
+    if not isinstance(learned, dict):
+        warnings.warn(f"{os.fspath(path)}: records no configuration of the features it was learned on; "
+                      "used unchecked", InputWarning, stacklevel=2)
+        return
+    differences = config_differences(feature_meaning(learned), feature_meaning(config))
+    if differences:
+        lines = format_differences(differences, ("whitening", "store"))
+        raise InputError(f"{os.fspath(path)}: learned on other features than the store's ({'; '.join(lines)})")
+
+
+def load_whitening_for(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, np.ndarray]:
+    """:func:`load_whitening`'s parameters, after :func:`check_whitening` against ``config``."""
+    params, meta = load_whitening(path)
+    check_whitening(path, meta, config)
+    return params
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dasr.features.whitening import WhiteningChoice, choose_whitening, load_whitening, postprocess
+from dasr.features.whitening import WhiteningChoice, choose_whitening, load_whitening_for, postprocess
 from dasr.search.ranking import Ranking, rank_images
 from dasr.store import RegionStore
 
@@ -59,10 +59,14 @@ class SearchIndex:
 
         Returns:
           (the index, which whitening it uses and why).
+
+        Raises:
+          InputError: a whitening learned on features that mean something else than the store's
+            (:func:`~dasr.features.whitening.check_whitening`), and the errors of the two opens.
         """
         store = RegionStore.open(index, expected_config=expected_config)
         choice = choose_whitening(index, pca)
-        params = load_whitening(choice.path)[0] if choice.path else None
+        params = load_whitening_for(choice.path, store.config) if choice.path else None
         return cls(store, params), choice
 
     def describe(self, raw_feature: np.ndarray) -> np.ndarray:
