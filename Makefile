@@ -8,7 +8,7 @@ SET := $(if $(BENCH),--set bench=$(BENCH),)
 SETS ?=
 
 .PHONY: install demo test test-fast bench reproduce-table1 reproduce-table2 reproduce-table3 \
-        ablation-layers ablation-nms localization fidelity silent-choices bfloat16 scalability figures gpu-bundle search-scale clean
+        ablation-layers ablation-nms localization fidelity silent-choices rmac-whitening baselines bfloat16 scalability figures gpu-bundle search-scale clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,19 @@ localization: install
 # The paper's rule vs the authors' released rule; BENCH=paris6k-subset for the official Paris6k lists.
 fidelity: install
 	$(DASR) reproduce experiments/fidelity.toml $(SET) $(SETS)
+
+# R-MAC's own regional whitening (Tolias et al.), learned on each set's usual other collection, then
+# the baselines as their authors define them (R-MAC so whitened, GeM global and as region pooling).
+RMAC_WHITENING := results/rmac-whitening
+DATA_ROOT = $$($(PY) -c 'from dasr.eval.datasets.common import default_root; print(default_root("$(1)"))')
+.PHONY: rmac-whitening baselines
+rmac-whitening: install
+	mkdir -p $(RMAC_WHITENING)
+	$(DASR) whiten-rmac $(call DATA_ROOT,paris-landmarks)/images --out $(RMAC_WHITENING)/paris-landmarks.npz
+	$(DASR) whiten-rmac $(call DATA_ROOT,instance-track)/images --out $(RMAC_WHITENING)/instance-track.npz
+
+baselines: install
+	$(DASR) reproduce experiments/baselines.toml $(SET) $(SETS)
 
 # The paper rule's silent choices (strided 1x1, residual Add, max pooling) side by side (real weights).
 silent-choices: install

@@ -130,3 +130,16 @@ def test_silent_choices_change_one_choice_each_beside_the_default():
                for label, r in by.items() if label.startswith("dasr-star ")}
     assert changed == {"dasr-star strided-exact": {"strided_conv"}, "dasr-star add-input-share": {"add_rule"},
                        "dasr-star add-copy": {"add_rule"}, "dasr-star maxpool-winner": {"maxpool_rule"}}
+
+
+def test_baselines_add_the_region_whitened_rmac_and_the_gem_pooled_dasr_star():
+    cfg = load_config(EXPERIMENTS / "baselines.toml")
+    by = {c.label: cell_spec(cfg, c) for c in build_cells(cfg)}
+    assert set(by) == {"dasr-star", "dasr-star gem-pooled", "fixed-box", "gap", "mac", "rmac",
+                       "rmac region-whitened", "crow", "gem"}
+    assert by["rmac region-whitened"].rmac_whitening == "results/rmac-whitening/paris-landmarks.npz"
+    assert by["rmac"] == by["rmac region-whitened"].__class__.from_options(
+        method="rmac", weights="imagenet", feature_layer="conv5_block1_out", tau=0.1, max_side=512,
+        backprop_dtype="float32")
+    # The gem-pooled cell differs from DASR* in its pooling only: its store derives from DASR*'s boxes.
+    assert by["dasr-star gem-pooled"] == by["dasr-star"].replace(pooling="gem")

@@ -15,7 +15,9 @@ from dasr.features.pooling import (
     mac,
     pool_boxes,
     pool_regions,
+    global_descriptor,
     rmac,
+    rmac_region_vectors,
     rmac_regions,
     valid_part,
 )
@@ -202,6 +204,31 @@ def test_rmac_matches_brute_force():
         v = fmap[r0:r1, c0:c1].max(axis=(0, 1)).astype(np.float64)
         want += v / np.linalg.norm(v)
     np.testing.assert_allclose(rmac(fmap, L=3), want, rtol=1e-5)
+
+
+def test_rmac_region_whitening_hand_values():
+    """Each region: l2, minus the mean, times the projection, l2 again, then the sum (Tolias et al.)."""
+    fmap = np.array([[[3, 0], [0, 1]], [[0, 4], [1, 1]]], dtype=np.float32)  # one region (L=1): MAC (3, 4)
+    np.testing.assert_allclose(rmac_region_vectors(fmap, L=1), [[0.6, 0.8]])
+    shift = {"mean": np.array([0.6, 0.0]), "projection": np.diag([1.0, 2.0]), "eigenvalues": np.ones(2)}
+    np.testing.assert_allclose(rmac(fmap, L=1, region_whitening=shift), [0.0, 1.0], atol=1e-7)  # (0, 1.6) -> l2
+    swap = {"mean": np.zeros(2), "projection": np.array([[0.0, 1.0], [1.0, 0.0]]), "eigenvalues": np.ones(2)}
+    np.testing.assert_allclose(rmac(fmap, L=1, region_whitening=swap), [0.8, 0.6], rtol=1e-6)
+    to_one = {"mean": np.zeros(2), "projection": np.ones((2, 1)), "eigenvalues": np.ones(1)}
+    np.testing.assert_allclose(rmac(fmap, L=1, region_whitening=to_one), [1.0], rtol=1e-6)  # 1.4 -> l2 -> 1
+    # Several regions: each is whitened before the sum (whitening the sum would differ).
+    rng = np.random.default_rng(5)
+    fmap = rng.uniform(0, 1, size=(5, 8, 3)).astype(np.float32)
+    params = {"mean": rng.normal(size=3) * 0.1, "projection": rng.normal(size=(3, 3)), "eigenvalues": np.ones(3)}
+    want = np.zeros(3)
+    for r0, r1, c0, c1 in rmac_regions(5, 8, 3):
+        v = fmap[r0:r1, c0:c1].max(axis=(0, 1)).astype(np.float64)
+        w = (v / np.linalg.norm(v) - params["mean"]) @ params["projection"]
+        want += w / np.linalg.norm(w)
+    np.testing.assert_allclose(rmac(fmap, L=3, region_whitening=params), want, rtol=1e-5)
+    np.testing.assert_allclose(global_descriptor(fmap, "rmac", params), want, rtol=1e-5)
+    with pytest.raises(ValueError, match="rmac only"):
+        global_descriptor(fmap, "mac", params)
 
 
 def test_crow_hand_values():

@@ -18,7 +18,8 @@ import numpy as np
 
 from dasr.cli.options import spec_from_args
 from dasr.errors import UserError
-from dasr.features.spec import extractor_for_store
+from dasr.features.rmac_whitening import learn_rmac_whitening
+from dasr.features.spec import ExtractorSpec, extractor_for_store
 from dasr.io.atomic import atomic_write_bytes
 from dasr.io.images import ImageError, load_image
 from dasr.io.outputs import check_output_folder, check_output_path
@@ -204,6 +205,18 @@ def cmd_whiten(args: argparse.Namespace) -> int:
     params = learn_whitening(source, out, args.pca_dim)
     print(f"{out}: PCA-whitening {params['projection'].shape[0]} -> {params['projection'].shape[1]} "
           f"learned on {len(source.arrays['features'])} regions of {args.learn_from}")
+    return 0
+
+
+def cmd_whiten_rmac(args: argparse.Namespace) -> int:
+    out = check_output_path(args.out, [args.images], (".npz",), "--out")
+    if not Path(args.images).is_dir():
+        raise CliError(f"{args.images}: not a folder of images")
+    extractor = ExtractorSpec.from_options(method="rmac", backbone=args.backbone, weights=args.weights,
+                                           feature_layer=args.layer, max_side=args.max_side).build()
+    params = learn_rmac_whitening(extractor, args.images, out, args.pca_dim, progress=not args.quiet)
+    print(f"{out}: R-MAC region whitening {params['projection'].shape[0]} -> {params['projection'].shape[1]} "
+          f"learned on {args.images}")
     return 0
 
 

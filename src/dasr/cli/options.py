@@ -128,6 +128,9 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
                         "(contrastive excitation backprop, see dasr.model.contrast; paper rule only)")
     p.add_argument("--fixed-box-side", type=float_between(0.0, None, lo_open=True), default=96.0,
                    help="box side (network-input pixels) of the fixed-box control")
+    p.add_argument("--rmac-whitening", default=None, metavar="FILE",
+                   help="--method rmac: whiten each region before the sum with this file (learned by "
+                        "dasr whiten-rmac on another collection, as Tolias et al.)")
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
@@ -158,6 +161,6 @@ def spec_from_args(args: argparse.Namespace) -> ExtractorSpec:
         strided_conv=args.strided_conv, stop_stride=args.stop_stride, cascade_stride=args.cascade_stride,
         backprop_dtype=args.dtype, seed_chunk=args.seed_chunk, max_seeds=args.max_seeds, rule=args.rule,
         contrastive=args.contrastive, resize=args.resize, integer_boxes=args.integer_boxes,
-        add_rule=args.add_rule, maxpool_rule=args.maxpool_rule)
+        add_rule=args.add_rule, maxpool_rule=args.maxpool_rule, rmac_whitening=args.rmac_whitening)
 
 

@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="default <index>.whitening-<source>-<dim>.npz")
     p.set_defaults(func=c.cmd_whiten)
 
+    p = sub.add_parser("whiten-rmac", help="learn R-MAC's region whitening (Tolias et al.) on another collection")
+    p.add_argument("images", help="a folder of images of ANOTHER collection than the one to describe")
+    add_backbone_options(p)
+    p.add_argument("--layer", default=None, help="feature layer (default conv5_block1_out / block5_conv3)")
+    p.add_argument("--max-side", type=int_at_least(32), default=512, help="long side of the network input")
+    p.add_argument("--pca-dim", type=POSITIVE_INT, default=None,
+                   help="output dimension (default: every usable component)")
+    p.add_argument("--out", required=True, help="the whitening file (.npz), for extract/evaluate --rmac-whitening")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=c.cmd_whiten_rmac)
+
     p = sub.add_parser("index", help="compressed region indexes of a store (for millions of regions)")
     isub = p.add_subparsers(dest="index_command", required=True)
     b = isub.add_parser("build", help="a faiss index of a store's post-processed regions, saved next to it")

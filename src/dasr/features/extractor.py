@@ -25,6 +25,7 @@ from dasr import __version__
 from dasr.features import pooling
 from dasr.features.pooling import POOLINGS
 from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, seed_rule
+from dasr.features.whitening import load_whitening, whitening_identity
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
 from dasr.model import chunks
@@ -108,11 +109,17 @@ class Extractor:
       feature_layer: layer whose map is pooled; default Block4_unit1 (``conv5_block1_out``).
       pooling: ``avg`` (paper), ``max`` or ``gem``.
       fixed_box_side: side in network-input pixels of the ``fixed-box`` control's boxes.
+      rmac_whitening: ``rmac`` only: a whitening file learned on R-MAC region vectors of another
+        collection (:func:`dasr.features.rmac_whitening.learn_rmac_whitening`), applied to each
+        region before the sum (Tolias et al.); None: the regions are summed unwhitened.
+
+    Raises:
+      InputError: a bad option, or a whitening file that cannot be read.
     """
 
     def __init__(self, backbone: Backbone, method: str = "dasr-star", region: RegionConfig | None = None,
                  feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0,
-                 boxes_on_device: bool | None = None):
+                 boxes_on_device: bool | None = None, rmac_whitening: str | None = None):
         check_method(method)
         if pooling not in POOLINGS:
             raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -130,6 +137,10 @@ class Extractor:
         self.seed_stride = backbone.stride(backbone.top_layer)
         self.pooling = pooling
         self.fixed_box_side = float(fixed_box_side)
+        if rmac_whitening is not None and method != "rmac":
+            raise InputError(f"rmac_whitening applies to the rmac method only, not {method}")
+        self.rmac_whitening_file = rmac_whitening
+        self.rmac_whitening = load_whitening(rmac_whitening)[0] if rmac_whitening is not None else None
         self.boxes_on_device = boxes_on_device_here() if boxes_on_device is None else boxes_on_device
         self.bp = self._backprop(self.region.stop_stride,
                                  (self.feature_layer,) if self.feature_layer != backbone.top_layer else ())
@@ -161,6 +172,9 @@ class Extractor:
             cfg.update(self.region.recorded())
             if self.method == "fixed-box":
                 cfg["fixed_box_side"] = self.fixed_box_side
+        if self.rmac_whitening is not None:
+            cfg["rmac_whitening"] = str(self.rmac_whitening_file)
+            cfg["rmac_whitening_digest"] = whitening_identity(self.rmac_whitening)
         return cfg
 
     # --------------------------------------------------------------------- pieces
@@ -327,9 +341,22 @@ class Extractor:
         return [self._finish(inp, amap, fmap, s, sc, *f, keep_maps)
                 for inp, amap, fmap, s, sc, f in zip(inputs, amaps, fmaps, seeds, scores, found)]
 
+    def _global_descriptor(self, fmap: np.ndarray) -> np.ndarray:
+        """The method's one vector for a (part of a) feature map."""
+        if self.rmac_whitening is not None and len(self.rmac_whitening["mean"]) != fmap.shape[-1]:
+            raise InputError(f"{self.rmac_whitening_file}: whitens {len(self.rmac_whitening['mean'])}-d region "
+                             f"vectors, but {self.feature_layer} has {fmap.shape[-1]} channels")
+        return pooling.global_descriptor(fmap, self.method, self.rmac_whitening)
+
+    def rmac_region_vectors(self, image_rgb: np.ndarray) -> np.ndarray:
+        """(R, C) the l2-normalised R-MAC region vectors of an image's valid feature map
+        (:func:`~dasr.features.pooling.rmac_region_vectors`): what an R-MAC whitening learns on."""
+        x, scale, size, acts = self.forward(image_rgb)
+        return pooling.rmac_region_vectors(pooling.valid_part(self.feature_map(acts), size, self.stride))
+
     def _global(self, inp: NetworkInput, amap: np.ndarray, fmap: np.ndarray) -> Extraction:
         """A global baseline's one whole-image region."""
-        vec = pooling.global_descriptor(pooling.valid_part(fmap, inp.size, self.stride), self.method)
+        vec = self._global_descriptor(pooling.valid_part(fmap, inp.size, self.stride))
         box = np.array([[0, 0, *inp.original]], np.float32)
         regions = Regions(box, np.ones(1, np.float32), np.zeros((1, 2), np.int32),
                           np.zeros((1, 5), np.float32), np.ones(1, np.float32))
@@ -382,7 +409,7 @@ class Extractor:
             b = np.asarray(box, np.float64) * scale
             cells = pooling.boxes_to_cells(b[None], self.stride, fmap.shape[:2])[0]
             r0, r1, c0, c1 = (int(v) for v in cells)
-            return pooling.global_descriptor(fmap[r0:r1, c0:c1], self.method).astype(np.float32)
+            return self._global_descriptor(fmap[r0:r1, c0:c1]).astype(np.float32)
         return self.describe_boxes(image_rgb, np.asarray(box, np.float32)[None])[0]
 
     def describe_boxes(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:

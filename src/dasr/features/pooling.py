@@ -15,7 +15,8 @@ Global descriptors:
 * :func:`mac` - global max pooling (Tolias et al. 2016),
 * :func:`rmac` - regional MAC over the R-MAC grid of :func:`rmac_regions`
   (Tolias et al., "Particular object retrieval with integral max-pooling of
-  CNN activations", ICLR 2016),
+  CNN activations", ICLR 2016), each region optionally PCA-whitened as theirs
+  (:func:`rmac_region_vectors` are what that whitening is learned on),
 * :func:`crow` - cross-dimensional weighting (Kalantidis et al., "Cross-
   dimensional weighting for aggregated deep convolutional features", ECCVW 2016),
 * :func:`gem` - generalized mean pooling with p = 3 (Radenović et al., "Fine-tuning
@@ -35,6 +36,8 @@ from typing import Literal
 
 import numpy as np
 
+from dasr.features.whitening import apply_pca_whitening, l2_normalize
+
 __all__ = [
     "boxes_to_cells",
     "pool_regions",
@@ -43,6 +46,7 @@ __all__ = [
     "gap",
     "mac",
     "rmac_regions",
+    "rmac_region_vectors",
     "rmac",
     "crow",
     "gem",
@@ -319,30 +323,23 @@ def rmac_regions(H: int, W: int, L: int = 3) -> np.ndarray:
     return np.asarray(regions, dtype=np.int64).reshape(-1, 4)
 
 
-def rmac(
-    fmap: np.ndarray,
-    L: int = 3,
-    include_global: bool = False,
-    eps: float = 1e-12,
-) -> np.ndarray:
-    """Regional maximum activation of convolutions (R-MAC).
+def rmac_region_vectors(fmap: np.ndarray, L: int = 3, include_global: bool = False,
+                        eps: float = 1e-12) -> np.ndarray:
+    """The l2-normalised MAC vector of each region of :func:`rmac_regions` (float64).
 
-    Sum over the regions of :func:`rmac_regions` of the l2-normalised region
-    MAC vectors. Unlike the original method, regions are *not* PCA-whitened
-    individually before summing: DASR applies whitening once, to the
-    aggregated vector, through :func:`dasr.features.whitening.postprocess`.
+    What R-MAC sums, and what its regional PCA-whitening is learned on (Tolias et al. learn it on
+    the region vectors of another collection).
 
     Args:
         fmap: ``(H, W, C)`` feature map.
         L: number of scales of the region grid.
-        include_global: also add the l2-normalised MAC of the whole map
-            (cirtorch's variant; the authors' grid does not include it
-            separately, although for a square map its ``l = 1`` region is the
-            whole map anyway).
-        eps: guards the division for all-zero regions (they contribute 0).
+        include_global: also the whole map's MAC, first (cirtorch's variant; the authors' grid
+            does not include it separately, although for a square map its ``l = 1`` region is
+            the whole map anyway).
+        eps: guards the division for all-zero regions (they stay 0).
 
     Returns:
-        ``(C,)`` un-normalised R-MAC vector.
+        ``(R, C)`` float64.
 
     Raises:
         ValueError: on a bad feature map or ``L < 1``.
@@ -353,8 +350,41 @@ def rmac(
     if include_global:
         cells = np.concatenate([np.array([[0, H, 0, W]], dtype=np.int64), cells])
     v = pool_regions(fmap, cells, mode="max").astype(np.float64)
-    v /= np.linalg.norm(v, axis=1, keepdims=True) + eps
-    return v.sum(axis=0).astype(fmap.dtype)
+    return v / (np.linalg.norm(v, axis=1, keepdims=True) + eps)
+
+
+def rmac(
+    fmap: np.ndarray,
+    L: int = 3,
+    include_global: bool = False,
+    region_whitening: dict[str, np.ndarray] | None = None,
+    eps: float = 1e-12,
+) -> np.ndarray:
+    """Regional maximum activation of convolutions (R-MAC).
+
+    The sum of the region vectors of :func:`rmac_region_vectors`. With ``region_whitening``
+    (Tolias et al.'s R-MAC), each region vector is PCA-whitened and l2-normalised again before
+    the sum; without it the regions are summed as they are, and DASR's post-processing
+    (:func:`dasr.features.whitening.postprocess`) whitens only the aggregated vector.
+
+    Args:
+        fmap: ``(H, W, C)`` feature map.
+        L: number of scales of the region grid.
+        include_global: see :func:`rmac_region_vectors`.
+        region_whitening: PCA-whitening parameters learned on region vectors
+            (:func:`dasr.features.whitening.learn_pca_whitening`), or None.
+        eps: guards the divisions for all-zero regions (they contribute 0).
+
+    Returns:
+        ``(C,)`` un-normalised R-MAC vector (``(D,)``, the whitening's dimension, with one).
+
+    Raises:
+        ValueError: on a bad feature map, ``L < 1``, or a whitening of another dimension.
+    """
+    v = rmac_region_vectors(fmap, L, include_global, eps)
+    if region_whitening is not None:
+        v = l2_normalize(apply_pca_whitening(v, region_whitening), eps=eps)
+    return v.sum(axis=0).astype(np.asarray(fmap).dtype)
 
 
 def crow(
@@ -416,14 +446,18 @@ def gem(fmap: np.ndarray) -> np.ndarray:
     return (powered.mean(axis=(0, 1)) ** (1.0 / GEM_P)).astype(fmap.dtype)
 
 
-def global_descriptor(fmap: np.ndarray, method: str) -> np.ndarray:
-    """One vector for a (H, W, C) map: ``gap`` (SPoC), ``mac``, ``rmac`` (L=3), ``crow``, ``gem`` (p=3)."""
+def global_descriptor(fmap: np.ndarray, method: str,
+                      region_whitening: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """One vector for a (H, W, C) map: ``gap`` (SPoC), ``mac``, ``rmac`` (L=3; ``region_whitening``
+    whitens its regions, see :func:`rmac`), ``crow``, ``gem`` (p=3)."""
+    if region_whitening is not None and method != "rmac":
+        raise ValueError(f"a region whitening applies to rmac only, not {method!r}")
     if method == "gap":
         return gap(fmap)
     if method == "mac":
         return mac(fmap)
     if method == "rmac":
-        return rmac(fmap, L=3)
+        return rmac(fmap, L=3, region_whitening=region_whitening)
     if method == "crow":
         return crow(fmap)
     if method == "gem":

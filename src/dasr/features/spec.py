@@ -26,7 +26,7 @@ BACKBONES = ("resnet50", "vgg16")
 DEFAULT_FIXED_BOX_SIDE = 96.0
 REGION_FIELDS = tuple(f.name for f in dataclasses.fields(RegionConfig) if f.name != "method")
 # Store-config keys that are not options: where and with what a store was made.
-RECORD_ONLY_KEYS = ("dasr_version", "shard", "created", "backend")
+RECORD_ONLY_KEYS = ("dasr_version", "shard", "created", "backend", "rmac_whitening_digest")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class ExtractorSpec:
       fixed_box_side: box side, in network-input pixels, of the ``fixed-box`` control.
       region: the region settings; their seed rule follows ``method``
         (:func:`~dasr.features.methods.seed_rule`), and so does β when left out.
+      rmac_whitening: ``rmac`` only: the path of a whitening learned on R-MAC region vectors
+        (each region whitened before the sum, as Tolias et al.), or None.
     """
 
     method: str = "dasr-star"
@@ -52,9 +54,14 @@ class ExtractorSpec:
     pooling: str = "avg"
     fixed_box_side: float = DEFAULT_FIXED_BOX_SIDE
     region: RegionConfig = field(default=None)  # type: ignore[assignment]
+    rmac_whitening: str | None = None
 
     def __post_init__(self) -> None:
         check_method(self.method)
+        if self.rmac_whitening is not None and (self.method != "rmac" or not isinstance(self.rmac_whitening, str)
+                                                or not self.rmac_whitening):
+            raise InputError(f"rmac_whitening must be a whitening file's path, and only with method rmac; "
+                             f"got {self.rmac_whitening!r} with {self.method}")
         if self.backbone not in BACKBONES:
             raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         if self.pooling not in POOLINGS:
@@ -132,7 +139,7 @@ class ExtractorSpec:
 
         network = build_backbone(self.backbone, self.weights)
         return Extractor(network, self.method, self.region, self.feature_layer, self.pooling,
-                         self.fixed_box_side)
+                         self.fixed_box_side, rmac_whitening=self.rmac_whitening)
 
 
 def extractor_for_store(config: Mapping[str, Any], weights: str | None = None) -> Extractor:
@@ -143,10 +150,15 @@ def extractor_for_store(config: Mapping[str, Any], weights: str | None = None) -
       weights: as in :meth:`ExtractorSpec.from_store_config`.
 
     Raises:
-      ValueError: the weights found are not the ones the store records (names both).
+      ValueError: the weights found are not the ones the store records (names both), or the
+        R-MAC region whitening file changed since.
     """
     extractor = ExtractorSpec.from_store_config(config, weights).build()
     if extractor.backbone.weights_id != config["weights"]:
         raise InputError(f"the index was extracted with weights {config['weights']}, "
                          f"these are {extractor.backbone.weights_id}")
+    made = extractor.config().get("rmac_whitening_digest")
+    if made != config.get("rmac_whitening_digest"):
+        raise InputError(f"{config.get('rmac_whitening')}: the R-MAC region whitening differs from the one the "
+                         f"index was extracted with (digest {made}, recorded {config.get('rmac_whitening_digest')})")
     return extractor

@@ -22,6 +22,7 @@ The whitening parameters are a plain ``dict`` of numpy arrays:
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -46,6 +47,7 @@ __all__ = [
     "postprocess",
     "save_whitening",
     "load_whitening",
+    "whitening_identity",
     "FEATURE_KEYS",
     "feature_meaning",
     "check_whitening",
@@ -365,12 +367,24 @@ def load_whitening(
     return params, meta
 
 
+def whitening_identity(params: dict | None) -> str:
+    """A digest of the whitening parameters (``"none"`` without whitening)."""
+    if params is None:
+        return "none"
+    h = hashlib.sha256()
+    for key in sorted(params):
+        a = np.ascontiguousarray(params[key])
+        h.update(key.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
 # What a descriptor's coordinates mean: the network, its weights, the layer, the input's scale,
 # how a box's cells are pooled, and the kind of descriptor (a region's pooled cells, or one of
-# the global methods). The rest of a store's configuration changes which regions there are (rule,
+# the global methods, with R-MAC's own region whitening if any). The rest of a store's configuration changes which regions there are (rule,
 # tau, beta, seeds, resampling filter) or only their rounding (dtype, backend, version): a
 # whitening carries over those, and refusing them would refuse every float32/bfloat16 pair.
-FEATURE_KEYS = ("backbone", "weights", "feature_layer", "max_side", "pooling", "descriptor")
+FEATURE_KEYS = ("backbone", "weights", "feature_layer", "max_side", "pooling", "rmac_whitening_digest",
+                "descriptor")
 
 
 def feature_meaning(config: dict[str, Any]) -> dict[str, Any]:

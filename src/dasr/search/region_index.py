@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 
 from dasr.errors import InputError
-from dasr.features.whitening import postprocess
+from dasr.features.whitening import postprocess, whitening_identity
 from dasr.io.atomic import atomic_path
 from dasr.search.ann import IndexPlan, plan_index
 from dasr.search.ranking import Ranking, rank_images
@@ -43,7 +43,7 @@ from dasr.store.format import FEATURE_KEY, H5Source
 
 __all__ = ["INDEX_KINDS", "FORMAT", "RegionIndex", "RegionIndexError", "build_from_rows", "build_region_index",
            "m_for_bytes", "open_region_index", "region_index_path", "rank_candidates", "rerank", "candidate_rows",
-           "store_identity", "whitening_identity"]
+           "store_identity"]
 
 # The compressed kinds (exact search needs no index: it is `dasr search`'s default).
 INDEX_KINDS = ("ivfpq", "opq-ivfpq", "pq")
@@ -74,17 +74,6 @@ def store_identity(config: dict, images: list[str], offsets: np.ndarray) -> dict
     h.update(np.ascontiguousarray(offsets, np.int64).tobytes())
     return {"config": config_hash(config), "images": len(images), "regions": int(offsets[-1]),
             "content": h.hexdigest()[:16]}
-
-
-def whitening_identity(params: dict | None) -> str:
-    """A digest of the whitening parameters (``"none"`` without whitening)."""
-    if params is None:
-        return "none"
-    h = hashlib.sha256()
-    for key in sorted(params):
-        a = np.ascontiguousarray(params[key])
-        h.update(key.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
-    return h.hexdigest()[:16]
 
 
 def m_for_bytes(d: int, kind: str, bytes_per_region: int, nbits: int = 8) -> int:
