@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dasr.errors import InputWarning
 from dasr.eval.records import ScalabilityInfo, WhiteningInfo
 from dasr.experiments.bootstrap import bootstrap_rows, matches_reference
 from dasr.experiments.cells import Cell
@@ -66,3 +67,19 @@ def test_bootstrap_reference_and_rows():
     diffs = [p.ap["ap"] - q.ap["ap"] for p, q in zip(a.per_query, b.per_query)]
     assert rows[0]["mean_difference"] == pytest.approx(sum(diffs) / len(diffs))
     assert rows[0]["ci_low"] <= rows[0]["mean_difference"] <= rows[0]["ci_high"] and rows[0]["excludes_zero"]
+
+
+def test_a_reference_matching_several_cells_or_none_gives_no_rows_and_says_so():
+    """A reference by method alone, in a run with both rules, matches two cells: no silent gap."""
+    paper, authors = (Cell("dasr-star", "resnet50", None, "default", label, rule)
+                      for label, rule in (("dasr-star", "paper"), ("dasr-star authors", "authors")))
+    gap = Cell("gap", "resnet50", None, "default", "gap")
+    entries = [Entry("b", False, c, "", canned_result(c.method, "b", {})) for c in (paper, authors, gap)]
+    cfg = _cfg(bootstrap={**DEFAULTS["bootstrap"], "n_boot": 50})
+    with pytest.warns(InputWarning, match=r"matches 2 cells \(dasr-star, dasr-star authors\) of b: no paired"):
+        assert bootstrap_rows(cfg, entries) == []
+    with pytest.warns(InputWarning, match="matches no cell of b"):
+        assert bootstrap_rows(_cfg(bootstrap={**DEFAULTS["bootstrap"], "reference": {"method": "crow"}}), entries) == []
+    rows = bootstrap_rows(_cfg(bootstrap={**DEFAULTS["bootstrap"], "n_boot": 50,
+                                          "reference": {"method": "dasr-star", "rule": "paper"}}), entries)
+    assert [(r["reference"], r["other"]) for r in rows] == [("dasr-star", "dasr-star authors"), ("dasr-star", "gap")]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
-from dasr.errors import InputError
+from dasr.errors import InputError, InputWarning
 from dasr.eval import metrics
 from dasr.experiments.cells import Cell
 from dasr.experiments.config import DEFAULTS
@@ -61,7 +62,8 @@ def matches_reference(cell: Cell, reference: dict[str, Any]) -> bool:
 def bootstrap_rows(cfg: dict, entries: list[Entry]) -> list[dict]:
     """One row per (benchmark, group, other cell): mean difference and CI over their common queries.
 
-    A group without exactly one reference cell gives no rows.
+    A group without exactly one reference cell gives no rows, with a warning naming the cells
+    matched (a reference by method alone matches every rule and variant of that method).
 
     Returns:
       Rows with the :data:`BOOTSTRAP_FIELDS` keys (the lines of ``bootstrap.csv``).
@@ -76,6 +78,10 @@ def bootstrap_rows(cfg: dict, entries: list[Entry]) -> list[dict]:
     for (bench, group), members in groups.items():
         refs = [e for e in members if matches_reference(e.cell, ref)]
         if len(refs) != 1:
+            where = f"{bench}{' / ' + group if group else ''}"
+            found = f"{len(refs)} cells ({', '.join(e.cell.label for e in refs)})" if refs else "no cell"
+            warnings.warn(f"bootstrap.reference {ref} matches {found} of {where}: no paired intervals there; "
+                          "name one cell, e.g. by its label", InputWarning, stacklevel=2)
             continue
         r = refs[0]
         metric = b["metric"] or (scalability_metric(cfg, r.result.mean) if cfg["task"] == "scalability" else "ap")
