@@ -273,6 +273,18 @@ def test_valid_part_drops_the_cells_of_the_padding_only():
     assert valid_part(fmap, (80, 64), 16).shape == (4, 5, 1)
 
 
+def test_gem_of_a_dead_region_beside_a_strong_one_is_its_floor_not_nan():
+    """A region of zeros next to large activations: GeM is the floor 1e-6 exactly (running sums
+    of cubes would cancel to noise, or below zero and NaN)."""
+    fmap = np.zeros((6, 6, 2), np.float32)
+    fmap[:3, :3] = [3e4, 1.0]
+    got = pool_regions(fmap, np.array([[3, 6, 3, 6], [3, 6, 0, 6], [0, 3, 0, 3]]), "gem")
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got[0], [1e-6, 1e-6], rtol=1e-5)
+    np.testing.assert_allclose(got[1], [1e-6, 1e-6], rtol=1e-5)
+    np.testing.assert_allclose(got[2], [3e4, 1.0], rtol=1e-6)
+
+
 def test_gem_is_the_cubic_mean_between_the_mean_and_the_max():
     fmap = _toy_map()  # channel 0: [[0, 1, 2], [3, 4, 5]]
     got = gem(fmap)

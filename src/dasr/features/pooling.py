@@ -215,8 +215,12 @@ def pool_regions(
     r0, r1, c0, c1 = cells.T
 
     if mode == "gem":
+        # Region by region, not through the integral image: its differences of large running sums
+        # cancel to below zero where a region's cubes are tiny beside the map's (a dead channel
+        # next to a strong one), and a negative mean has no real cube root.
         powered = np.maximum(fmap.astype(np.float64), GEM_EPS) ** GEM_P
-        return (pool_regions(powered, cells, "avg") ** (1.0 / GEM_P)).astype(fmap.dtype)
+        means = np.stack([powered[a:b, c:d].mean(axis=(0, 1)) for a, b, c, d in zip(r0, r1, c0, c1)])
+        return (means ** (1.0 / GEM_P)).astype(fmap.dtype)
     if mode == "avg":
         # Zero-padded first row/column so that the sum over [r0, r1) x [c0, c1)
         # is I[r1, c1] - I[r0, c1] - I[r1, c0] + I[r0, c0] without special cases.
