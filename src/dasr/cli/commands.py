@@ -27,7 +27,7 @@ from dasr.search import SearchIndex
 from dasr.features.whitening import choose_whitening, learn_whitening, load_whitening_for, whitening_path
 from dasr.search.query import parse_box, search_box
 from dasr.search.region_index import build_region_index, open_region_index, region_index_path
-from dasr.store import RegionStore, parse_shard
+from dasr.store import RegionStore, parse_shard, store_contents
 from dasr.store.merge import merge_store_files
 from dasr.store.extract import extract_collection
 
@@ -223,7 +223,7 @@ def cmd_whiten_rmac(args: argparse.Namespace) -> int:
 def cmd_index_build(args: argparse.Namespace) -> int:
     out = check_output_path(args.out or region_index_path(args.store, args.kind), [args.store], (".npz",), "--out")
     choice = choose_whitening(args.store, args.pca)
-    params = load_whitening_for(choice.path, RegionStore.open(args.store).config) if choice.path else None
+    params = load_whitening_for(choice.path, store_contents(args.store)[0]) if choice.path else None
     path, meta = build_region_index(args.store, params, args.kind, out, args.bytes_per_region,
                                     nbits=args.nbits, nlist=args.nlist, nprobe=args.nprobe,
                                     whitening_path=choice.path)
