@@ -380,9 +380,10 @@ def whitening_identity(params: dict | None) -> str:
 
 # What a descriptor's coordinates mean: the network, its weights, the layer, the input's scale,
 # how a box's cells are pooled, and the kind of descriptor (a region's pooled cells, or one of
-# the global methods, with R-MAC's own region whitening if any). The rest of a store's configuration changes which regions there are (rule,
-# tau, beta, seeds, resampling filter) or only their rounding (dtype, backend, version): a
-# whitening carries over those, and refusing them would refuse every float32/bfloat16 pair.
+# the global methods, with R-MAC's own region whitening if any). The rest of a store's
+# configuration changes which regions there are (rule, tau, beta, seeds, resampling filter) or
+# only their rounding (dtype, backend, version): a whitening carries over those, and refusing
+# them would refuse every float32/bfloat16 pair.
 FEATURE_KEYS = ("backbone", "weights", "feature_layer", "max_side", "pooling", "rmac_whitening_digest",
                 "descriptor")
 
