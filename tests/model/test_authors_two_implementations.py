@@ -26,6 +26,11 @@ from dasr.model.backprop import ProbabilityBackprop  # noqa: E402
 from dasr.regions import RegionConfig  # noqa: E402
 
 SEEDS = np.array([[0, 0], [1, 2], [3, 3], [2, 1]])
+# The two backprops sum in different orders in float32: their maps differ by at most 4.4e-7 of a
+# map's maximum (measured on an AVX512_BF16 CPU, untrained and ImageNet ResNet-50).  1e-5, the
+# agreement the fidelity work asks for, leaves a factor 20 for other CPUs' kernels; a wrong rule
+# moves a map by 5% or more of its maximum (the window test below).
+MAP_RTOL = 1e-5
 
 
 @functools.cache
@@ -91,7 +96,7 @@ def test_untrained_resnet50_detector_agrees_with_the_patched_gradient(seed):
     ex = Extractor(BACKBONE(), "dasr-star", RegionConfig(max_side=256, backprop_dtype="float32", rule="authors",
                                                          integer_boxes=True))
     cmp = _compare_detectors(BACKBONE().model, BACKBONE().top_layer, ex, image, 256)
-    _assert_same_detection(cmp, 1e-4)
+    _assert_same_detection(cmp, MAP_RTOL)
 
 
 @pytest.mark.weights
@@ -107,4 +112,4 @@ def test_imagenet_resnet50_detector_agrees_with_the_patched_gradient():
                                                        integer_boxes=True))
     cmp = _compare_detectors(backbone.model, backbone.top_layer, ex, image, 512)
     assert len(cmp["ref"]["peaks"]) > len(cmp["ref"]["kept"]) > 1  # NMS at work
-    _assert_same_detection(cmp, 1e-4)
+    _assert_same_detection(cmp, MAP_RTOL)
