@@ -69,7 +69,7 @@ def test_the_extractor_whitens_each_region_before_the_sum(tmp_path, sample_image
 
 
 def test_refused_where_it_does_not_apply(tmp_path, other_images):
-    with pytest.raises(InputError, match="rmac method only"):
+    with pytest.raises(InputError, match="only with method rmac"):
         Extractor(backbone(), "gap", RegionConfig(max_side=64), rmac_whitening=str(tmp_path / "w.npz"))
     with pytest.raises(InputError, match="only with method rmac"):
         ExtractorSpec.from_options(method="mac", rmac_whitening="w.npz", weights="random")

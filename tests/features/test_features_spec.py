@@ -86,3 +86,22 @@ def test_contrastive_round_trips_through_options_and_store_config():
     del config["contrastive"]  # a store made before the option: the paper's maps
     assert ExtractorSpec.from_store_config(config).region.contrastive is False
     assert spec.replace(stop_stride=16).region.contrastive is True
+
+
+@pytest.mark.parametrize("method, pooling, region, rmac_whitening, message", [
+    ("dasr**", "avg", None, None, "method must be"),
+    ("dasr", "sum", None, None, "pooling must be"),
+    ("gap", "avg", RegionConfig(method="dasr"), None, "seed rule"),
+    ("dasr-star", "avg", None, "w.npz", "only with method rmac"),
+    ("rmac", "avg", None, "", "whitening file's path"),
+])
+def test_the_spec_and_the_extractor_refuse_the_same_options(method, pooling, region, rmac_whitening, message,
+                                                            _cached_extractors):
+    """One check behind both: a library user building an Extractor directly meets the CLI's errors."""
+    from dasr.features.extractor import Extractor
+    from dasr.model.backbone import build_backbone
+
+    with pytest.raises(ValueError, match=message):
+        ExtractorSpec(method=method, pooling=pooling, region=region, rmac_whitening=rmac_whitening)
+    with pytest.raises(ValueError, match=message):
+        Extractor(build_backbone("resnet50", "random"), method, region, pooling=pooling, rmac_whitening=rmac_whitening)

@@ -23,8 +23,8 @@ import numpy as np
 from dasr.errors import InputError
 from dasr import __version__
 from dasr.features import pooling
-from dasr.features.pooling import POOLINGS
-from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS, check_method, seed_rule
+from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS
+from dasr.features.options import check_options
 from dasr.features.whitening import load_whitening, whitening_identity
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
@@ -120,13 +120,7 @@ class Extractor:
     def __init__(self, backbone: Backbone, method: str = "dasr-star", region: RegionConfig | None = None,
                  feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0,
                  boxes_on_device: bool | None = None, rmac_whitening: str | None = None):
-        check_method(method)
-        if pooling not in POOLINGS:
-            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        region = region or RegionConfig(method=seed_rule(method))
-        if method in REGION_METHODS and region.method != seed_rule(method):
-            raise InputError(f"method {method} takes the {seed_rule(method)} seed rule, but the region "
-                             f"configuration has {region.method}")
+        region = check_options(method, pooling, region, rmac_whitening)
         self.backbone = backbone
         self.method = method
         # Resolved once, so that the store records the dtype really used.
@@ -137,8 +131,6 @@ class Extractor:
         self.seed_stride = backbone.stride(backbone.top_layer)
         self.pooling = pooling
         self.fixed_box_side = float(fixed_box_side)
-        if rmac_whitening is not None and method != "rmac":
-            raise InputError(f"rmac_whitening applies to the rmac method only, not {method}")
         self.rmac_whitening_file = rmac_whitening
         self.rmac_whitening = load_whitening(rmac_whitening)[0] if rmac_whitening is not None else None
         self.boxes_on_device = boxes_on_device_here() if boxes_on_device is None else boxes_on_device

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from dasr.errors import InputError
-from dasr.features.methods import REGION_METHODS, check_method, seed_rule
-from dasr.features.pooling import POOLINGS
+from dasr.features.methods import REGION_METHODS, seed_rule
+from dasr.features.options import check_options
 from dasr.regions import METHOD_DEFAULT, RegionConfig
 
 if TYPE_CHECKING:  # the network is imported when a spec is built, not when options are parsed
@@ -57,25 +57,15 @@ class ExtractorSpec:
     rmac_whitening: str | None = None
 
     def __post_init__(self) -> None:
-        check_method(self.method)
-        if self.rmac_whitening is not None and (self.method != "rmac" or not isinstance(self.rmac_whitening, str)
-                                                or not self.rmac_whitening):
-            raise InputError(f"rmac_whitening must be a whitening file's path, and only with method rmac; "
-                             f"got {self.rmac_whitening!r} with {self.method}")
+        region = check_options(self.method, self.pooling, self.region, self.rmac_whitening)
+        object.__setattr__(self, "region", region)
         if self.backbone not in BACKBONES:
             raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        if self.pooling not in POOLINGS:
-            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if not (isinstance(self.fixed_box_side, (int, float)) and math.isfinite(self.fixed_box_side)
                 and self.fixed_box_side > 0):
             raise InputError(f"fixed_box_side must be a positive number, got {self.fixed_box_side!r}")
         if not isinstance(self.weights, str) or not self.weights:
             raise InputError(f"weights must be 'imagenet', 'random' or a path, got {self.weights!r}")
-        if self.region is None:
-            object.__setattr__(self, "region", RegionConfig(method=seed_rule(self.method)))
-        elif self.region.method != seed_rule(self.method):
-            raise InputError(f"method {self.method} takes the {seed_rule(self.method)} seed rule, "
-                             f"but the region configuration has {self.region.method}")
 
     @classmethod
     def from_options(cls, **options: Any) -> ExtractorSpec:

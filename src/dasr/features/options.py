@@ -1,0 +1,35 @@
+"""The checks on an extractor's options, shared by the spec (where options are parsed) and the
+extractor (which a library user may build directly): one error for one mistake, either way."""
+
+from __future__ import annotations
+
+from dasr.errors import InputError
+from dasr.features.methods import check_method, seed_rule
+from dasr.features.pooling import POOLINGS
+from dasr.regions import RegionConfig
+
+
+def check_options(method: str, pooling: str, region: RegionConfig | None,
+                  rmac_whitening: str | None) -> RegionConfig:
+    """Checks the options an extractor is described by; the one check behind both an
+    :class:`~dasr.features.spec.ExtractorSpec` and an :class:`~dasr.features.extractor.Extractor`.
+
+    Returns:
+      ``region``, or the method's default region configuration when None.
+
+    Raises:
+      InputError: an unknown method or pooling, a region configuration with another seed rule
+        than the method's, or an R-MAC whitening that is not a path or not for ``rmac``.
+    """
+    check_method(method)
+    if pooling not in POOLINGS:
+        raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if rmac_whitening is not None and (method != "rmac" or not isinstance(rmac_whitening, str) or not rmac_whitening):
+        raise InputError(f"rmac_whitening must be a whitening file's path, and only with method rmac; "
+                         f"got {rmac_whitening!r} with {method}")
+    if region is None:
+        return RegionConfig(method=seed_rule(method))
+    if region.method != seed_rule(method):
+        raise InputError(f"method {method} takes the {seed_rule(method)} seed rule, "
+                         f"but the region configuration has {region.method}")
+    return region
