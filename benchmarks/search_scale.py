@@ -111,6 +111,9 @@ def run_size(n: int, args, real_y: np.ndarray, queries: np.ndarray, real_offsets
     m = m_for_bytes(args.dim, args.kind, args.bytes_per_region)
     plan = plan_index(total, args.dim, args.kind, m=m, nlist=nlist, nprobe=args.nprobe,
                       train_size=min(total, max(39 * max(nlist, 256), 64 * nlist)), opq_niter=args.opq_niter)
+    if plan.kind != args.kind:  # too few vectors to train the codebooks: the plan falls back on exact search
+        raise SystemExit(f"search_scale: N={n:,}: {plan.note}; this benchmark measures the compressed index, "
+                         f"give a larger --sizes")
     log(f"N={n:,}: building {plan.factory} (train {plan.train_size:,}, nprobe {plan.nprobe})")
     ipath = work / f"index-{args.kind}-n{n}.faiss"
     built_by = args.previous.get(str(n)) if args.reuse_index and ipath.is_file() else None
