@@ -88,20 +88,24 @@ def test_contrastive_round_trips_through_options_and_store_config():
     assert spec.replace(stop_stride=16).region.contrastive is True
 
 
-@pytest.mark.parametrize("method, pooling, region, rmac_whitening, message", [
-    ("dasr**", "avg", None, None, "method must be"),
-    ("dasr", "sum", None, None, "pooling must be"),
-    ("gap", "avg", RegionConfig(method="dasr"), None, "seed rule"),
-    ("dasr-star", "avg", None, "w.npz", "only with method rmac"),
-    ("rmac", "avg", None, "", "whitening file's path"),
+@pytest.mark.parametrize("method, pooling, region, rmac_whitening, side, message", [
+    ("dasr**", "avg", None, None, 96.0, "method must be"),
+    ("dasr", "sum", None, None, 96.0, "pooling must be"),
+    ("gap", "avg", RegionConfig(method="dasr"), None, 96.0, "seed rule"),
+    ("dasr-star", "avg", None, "w.npz", 96.0, "only with method rmac"),
+    ("rmac", "avg", None, "", 96.0, "whitening file's path"),
+    ("fixed-box", "avg", None, None, -8.0, "fixed_box_side"),
+    ("fixed-box", "avg", None, None, float("inf"), "fixed_box_side"),
 ])
-def test_the_spec_and_the_extractor_refuse_the_same_options(method, pooling, region, rmac_whitening, message,
+def test_the_spec_and_the_extractor_refuse_the_same_options(method, pooling, region, rmac_whitening, side, message,
                                                             _cached_extractors):
     """One check behind both: a library user building an Extractor directly meets the CLI's errors."""
     from dasr.features.extractor import Extractor
     from dasr.model.backbone import build_backbone
 
     with pytest.raises(ValueError, match=message):
-        ExtractorSpec(method=method, pooling=pooling, region=region, rmac_whitening=rmac_whitening)
+        ExtractorSpec(method=method, pooling=pooling, region=region, rmac_whitening=rmac_whitening,
+                      fixed_box_side=side)
     with pytest.raises(ValueError, match=message):
-        Extractor(build_backbone("resnet50", "random"), method, region, pooling=pooling, rmac_whitening=rmac_whitening)
+        Extractor(build_backbone("resnet50", "random"), method, region, pooling=pooling, rmac_whitening=rmac_whitening,
+                  fixed_box_side=side)

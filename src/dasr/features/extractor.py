@@ -120,7 +120,7 @@ class Extractor:
     def __init__(self, backbone: Backbone, method: str = "dasr-star", region: RegionConfig | None = None,
                  feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0,
                  boxes_on_device: bool | None = None, rmac_whitening: str | None = None):
-        region = check_options(method, pooling, region, rmac_whitening)
+        region = check_options(method, pooling, region, rmac_whitening, fixed_box_side)
         self.backbone = backbone
         self.method = method
         # Resolved once, so that the store records the dtype really used.

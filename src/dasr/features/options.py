@@ -3,6 +3,8 @@ extractor (which a library user may build directly): one error for one mistake, 
 
 from __future__ import annotations
 
+import math
+
 from dasr.errors import InputError
 from dasr.features.methods import check_method, seed_rule
 from dasr.features.pooling import POOLINGS
@@ -10,7 +12,7 @@ from dasr.regions import RegionConfig
 
 
 def check_options(method: str, pooling: str, region: RegionConfig | None,
-                  rmac_whitening: str | None) -> RegionConfig:
+                  rmac_whitening: str | None, fixed_box_side: float) -> RegionConfig:
     """Checks the options an extractor is described by; the one check behind both an
     :class:`~dasr.features.spec.ExtractorSpec` and an :class:`~dasr.features.extractor.Extractor`.
 
@@ -19,11 +21,15 @@ def check_options(method: str, pooling: str, region: RegionConfig | None,
 
     Raises:
       InputError: an unknown method or pooling, a region configuration with another seed rule
-        than the method's, or an R-MAC whitening that is not a path or not for ``rmac``.
+        than the method's, an R-MAC whitening that is not a path or not for ``rmac``, or a
+        fixed-box side that is not a positive finite number.
     """
     check_method(method)
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if isinstance(fixed_box_side, bool) or not isinstance(fixed_box_side, (int, float)) \
+            or not math.isfinite(fixed_box_side) or fixed_box_side <= 0:
+        raise InputError(f"fixed_box_side must be a positive number, got {fixed_box_side!r}")
     if rmac_whitening is not None and (method != "rmac" or not isinstance(rmac_whitening, str) or not rmac_whitening):
         raise InputError(f"rmac_whitening must be a whitening file's path, and only with method rmac; "
                          f"got {rmac_whitening!r} with {method}")

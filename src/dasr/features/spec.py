@@ -10,7 +10,6 @@ the network and the :class:`~dasr.features.extractor.Extractor`.  Options are fl
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -57,13 +56,10 @@ class ExtractorSpec:
     rmac_whitening: str | None = None
 
     def __post_init__(self) -> None:
-        region = check_options(self.method, self.pooling, self.region, self.rmac_whitening)
+        region = check_options(self.method, self.pooling, self.region, self.rmac_whitening, self.fixed_box_side)
         object.__setattr__(self, "region", region)
         if self.backbone not in BACKBONES:
             raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        if not (isinstance(self.fixed_box_side, (int, float)) and math.isfinite(self.fixed_box_side)
-                and self.fixed_box_side > 0):
-            raise InputError(f"fixed_box_side must be a positive number, got {self.fixed_box_side!r}")
         if not isinstance(self.weights, str) or not self.weights:
             raise InputError(f"weights must be 'imagenet', 'random' or a path, got {self.weights!r}")
 
