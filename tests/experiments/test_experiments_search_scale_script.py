@@ -1,10 +1,15 @@
-"""benchmarks/search_scale.py end to end on two tiny fake collections: a report, and a clean refusal."""
+"""benchmarks/search_scale.py end to end on two tiny fake collections: a report, and a clean refusal.
+
+Every run has TensorFlow, Keras and JAX made unimportable: the script searches finished stores and
+never runs the network, so it must start (and run) on a machine without them.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -34,9 +39,26 @@ def _collection(root, bench, rng):
     return root
 
 
+# The script run as __main__ after a finder that refuses the network's frameworks.
+WITHOUT_FRAMEWORKS = textwrap.dedent("""
+    import importlib.abc, runpy, sys
+
+    class Refuse(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "jax"):
+                raise ImportError(f"{name} is made unimportable by the test")
+            return None
+
+    sys.meta_path.insert(0, Refuse())
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+
+
 def _run(tmp_path, *args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          env=subprocess_env(tmp_path / "home"), timeout=600, cwd=REPO)
+    return subprocess.run([sys.executable, "-c", WITHOUT_FRAMEWORKS, str(SCRIPT), *map(str, args)],
+                          capture_output=True, text=True, env=subprocess_env(tmp_path / "home"), timeout=600,
+                          cwd=REPO)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -27,13 +28,15 @@ from dasr.eval.datasets.common import QUERY_KINDS
 from dasr.eval.pca_source import pca_source
 from dasr.eval.records import SearchResult, WhiteningInfo, mean_scores
 from dasr.eval.scoring import DEFAULT_KS, ap_definition, protocol_notes, score_query
-from dasr.features.extractor import Extractor
 from dasr.io.images import load_image
 from dasr.search import Ranking, SearchIndex
 from dasr.features.whitening import check_whitening, learn_whitening, whitening_path
 from dasr.search.region_index import DEFAULT_CANDIDATES, open_region_index, region_index_path
 from dasr.store import RegionStore
 from dasr.store.cache import ensure_store
+
+if TYPE_CHECKING:  # the network's frameworks only where a caller builds one
+    from dasr.features.extractor import Extractor
 
 __all__ = ["IOU_THRESHOLDS", "WHOLE_IMAGE_NOTE", "add_authors_miou", "align_rankings", "benchmark_images",
            "benchmark_store", "evaluate", "format_table", "learning_store", "query_features",

@@ -27,7 +27,17 @@
 Config keys: see :data:`~dasr.experiments.config.DEFAULTS` and ``experiments/README.md``.
 """
 
-from dasr.experiments.config import DEFAULTS, apply_overrides, load_config
-from dasr.experiments.run import ExperimentError, run_experiment
+import importlib
 
 __all__ = ["DEFAULTS", "ExperimentError", "apply_overrides", "load_config", "run_experiment"]
+
+# Loaded on first use, so that a module of this package that needs no network (the simulated
+# distractors of the search-scale benchmark, the config parser) imports without TensorFlow.
+_HOME = {"DEFAULTS": "config", "apply_overrides": "config", "load_config": "config",
+         "ExperimentError": "run", "run_experiment": "run"}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
