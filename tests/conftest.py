@@ -17,6 +17,7 @@ import io
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,19 @@ def skip_without_bf16(dtype: str = "bfloat16") -> None:
 
     if dtype == "bfloat16" and bf16_unavailable():
         pytest.skip(f"{bf16_unavailable()}; tests/model/test_backprop_jax.py covers bfloat16 on JAX")
+
+
+def refuse_imports(blocked) -> str:
+    """The first lines of a child process's code (``python -c``): a finder that makes the named
+    top-level modules unimportable, as on a machine without them (a GPU machine has no TensorFlow)."""
+    return textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {sorted(blocked)!r}:
+                    raise ImportError(f"{{name}} is made unimportable by the test")
+                return None
+
+        sys.meta_path.insert(0, Refuse())
+    """)

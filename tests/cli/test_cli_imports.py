@@ -9,30 +9,20 @@ On JAX (a GPU machine has no TensorFlow), ``extract`` runs with TensorFlow made 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from conftest import subprocess_env, write_collection
+from conftest import refuse_imports, subprocess_env, write_collection
 
-# Made-unimportable modules, then dasr.cli.main(argv), then the heavy modules that were loaded.
+# After the finder that refuses the blocked modules: dasr.cli.main(argv), then the heavy modules loaded.
 CHILD = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class Refuse(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"{name} is made unimportable by the test")
-            return None
-
-    BLOCKED = set(json.loads(sys.argv[1]))
-    sys.meta_path.insert(0, Refuse())
+    import json
     from dasr.cli import main
     try:
-        rc = main(json.loads(sys.argv[2]))
+        rc = main(json.loads(sys.argv[1]))
     except SystemExit as e:  # --help, --version
         rc = e.code
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "jax", "matplotlib"})
@@ -44,7 +34,7 @@ def run_child(argv, home, blocked=(), backend=None) -> dict:
     env = subprocess_env(home)
     if backend:
         env.update(KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(list(blocked)), json.dumps(list(map(str, argv)))],
+    proc = subprocess.run([sys.executable, "-c", refuse_imports(blocked) + CHILD, json.dumps(list(map(str, argv)))],
                           capture_output=True, text=True, env=env, timeout=600)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("HEAVY ")]
     assert line, f"child failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"

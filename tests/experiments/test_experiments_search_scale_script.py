@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import REPO, subprocess_env
+from conftest import REPO, refuse_imports, subprocess_env
 from dasr.eval.datasets import load_benchmark
 
 from experiments_helpers import fake_instance_track, fake_paris_landmarks, write_store
@@ -39,17 +39,9 @@ def _collection(root, bench, rng):
     return root
 
 
-# The script run as __main__ after a finder that refuses the network's frameworks.
-WITHOUT_FRAMEWORKS = textwrap.dedent("""
-    import importlib.abc, runpy, sys
-
-    class Refuse(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "jax"):
-                raise ImportError(f"{name} is made unimportable by the test")
-            return None
-
-    sys.meta_path.insert(0, Refuse())
+# The script run as __main__ with the network's frameworks unimportable.
+WITHOUT_FRAMEWORKS = refuse_imports(("tensorflow", "keras", "jax")) + textwrap.dedent("""
+    import runpy
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """)
