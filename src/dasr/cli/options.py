@@ -12,6 +12,7 @@ import math
 
 from dasr.distributed.plan import DEFAULT_SHARD_SIZE
 from dasr.features.methods import ALL_METHODS
+from dasr.features.options import DEFAULT_FIXED_BOX_SIDE
 from dasr.features.pooling import POOLINGS
 from dasr.features.spec import BACKBONES, ExtractorSpec
 from dasr.regions import METHOD_DEFAULT
@@ -126,7 +127,7 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contrastive", action="store_true",
                    help="beyond the paper: subtract the map obtained through the negated top linear map "
                         "(contrastive excitation backprop, see dasr.model.contrast; paper rule only)")
-    p.add_argument("--fixed-box-side", type=float_between(0.0, None, lo_open=True), default=96.0,
+    p.add_argument("--fixed-box-side", type=float_between(0.0, None, lo_open=True), default=DEFAULT_FIXED_BOX_SIDE,
                    help="box side (network-input pixels) of the fixed-box control")
     p.add_argument("--rmac-whitening", default=None, metavar="FILE",
                    help="--method rmac: whiten each region before the sum with this file (learned by "

@@ -24,7 +24,7 @@ from dasr.errors import InputError
 from dasr import __version__
 from dasr.features import pooling
 from dasr.features.methods import GLOBAL_METHODS, REGION_METHODS
-from dasr.features.options import check_options
+from dasr.features.options import DEFAULT_FIXED_BOX_SIDE, check_options
 from dasr.features.whitening import load_whitening, whitening_identity
 from dasr.model.architectures import DEFAULT_FEATURE_LAYER
 from dasr.model.backbone import Backbone
@@ -118,7 +118,7 @@ class Extractor:
     """
 
     def __init__(self, backbone: Backbone, method: str = "dasr-star", region: RegionConfig | None = None,
-                 feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = 96.0,
+                 feature_layer: str | None = None, pooling: str = "avg", fixed_box_side: float = DEFAULT_FIXED_BOX_SIDE,
                  boxes_on_device: bool | None = None, rmac_whitening: str | None = None):
         region = check_options(method, pooling, region, rmac_whitening, fixed_box_side)
         self.backbone = backbone

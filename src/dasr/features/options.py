@@ -10,6 +10,10 @@ from dasr.features.methods import check_method, seed_rule
 from dasr.features.pooling import POOLINGS
 from dasr.regions import RegionConfig
 
+# The fixed-box control's box side in network-input pixels: three cells of ResNet-50's stride-32
+# seed layer.
+DEFAULT_FIXED_BOX_SIDE = 96.0
+
 
 def check_options(method: str, pooling: str, region: RegionConfig | None,
                   rmac_whitening: str | None, fixed_box_side: float) -> RegionConfig:

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from dasr.errors import InputError
 from dasr.features.methods import REGION_METHODS, seed_rule
-from dasr.features.options import check_options
+from dasr.features.options import DEFAULT_FIXED_BOX_SIDE, check_options
 from dasr.regions import METHOD_DEFAULT, RegionConfig
 
 if TYPE_CHECKING:  # the network is imported when a spec is built, not when options are parsed
     from dasr.features.extractor import Extractor
 
 BACKBONES = ("resnet50", "vgg16")
-DEFAULT_FIXED_BOX_SIDE = 96.0
 REGION_FIELDS = tuple(f.name for f in dataclasses.fields(RegionConfig) if f.name != "method")
 # Store-config keys that are not options: where and with what a store was made.
 RECORD_ONLY_KEYS = ("dasr_version", "shard", "created", "backend", "rmac_whitening_digest")
